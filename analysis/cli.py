@@ -1,0 +1,68 @@
+"""The command line: one subcommand per working stage, exit status 0 / 1 / 2.
+
+Each module in :mod:`analysis.commands` defines ``NAME``, ``HELP``, ``add_arguments(parser)``
+and ``main(args) -> int``; its docstring is the subcommand's description.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from analysis.errors import DijetscanError
+
+COMMAND_MODULES = ("run", "plot", "session")
+
+
+def _commands() -> list:
+    return [importlib.import_module(f"analysis.commands.{name}") for name in COMMAND_MODULES]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_analysis.py",
+        description=(
+            "dijetscan: model-agnostic searches for new resonances in dijet mass spectra. "
+            "Without a subcommand, runs the default chain on configs/default.yaml."
+        ),
+        epilog="Run 'run_analysis.py COMMAND --help' for the options of a command.",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _commands():
+        doc = (module.__doc__ or "").strip()
+        cmd = sub.add_parser(
+            module.NAME, help=module.HELP, description=doc, parents=[common],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
+        module.add_arguments(cmd)
+        cmd.set_defaults(func=module.main)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    names = {module.NAME for module in _commands()}
+    if not argv or (argv[0] not in names and argv[0] not in ("-h", "--help")):
+        argv = ["run", *argv]  # bare `run_analysis.py [run options]` runs the default chain
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DijetscanError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into one line
+        if args.debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        return 1

@@ -1,0 +1,76 @@
+"""mplhep plots of toy spectra and their continuous wavelet transforms.
+
+Each function returns a matplotlib Figure; :func:`save` writes PNG or PDF by suffix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import mplhep as hep  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from analysis.atomic import atomic_path  # noqa: E402
+from analysis.definitions import Binning, WaveletDef  # noqa: E402
+from analysis.errors import ConfigError  # noqa: E402
+
+FORMATS = (".png", ".pdf")
+MASS_LABEL = r"$m$ [GeV]"
+
+
+def style() -> None:
+    """The CMS style of mplhep, used by every plot of the project."""
+    hep.style.use("CMS")
+
+
+def spectrum_figure(binning: Binning, curves: dict[str, np.ndarray], title: str, log: bool = True) -> Figure:
+    """Step histograms of one or more spectra on the same binning."""
+    style()
+    fig, ax = plt.subplots(figsize=(10, 7))
+    for label, counts in curves.items():
+        hep.histplot(counts, binning.edges, ax=ax, label=label)
+    ax.set_xlabel(MASS_LABEL)
+    ax.set_ylabel(f"Events / {binning.edges[1] - binning.edges[0]:g} GeV")
+    ax.set_xlim(binning.low, binning.high)
+    if log and all(np.all(c >= 0) for c in curves.values()):
+        ax.set_yscale("log")
+        top = max(float(np.max(c)) for c in curves.values())
+        ax.set_ylim(max(top * 1e-6, 0.1), top * 5)
+    ax.set_title(title, fontsize=18)
+    ax.legend(fontsize=16)
+    return fig
+
+
+def cwt_figure(binning: Binning, wavelet: WaveletDef, modulus: np.ndarray, title: str) -> Figure:
+    """The CWT modulus as a (mass, scale) map with a colour bar."""
+    style()
+    fig, ax = plt.subplots(figsize=(11, 7))
+    scales = wavelet.scales
+    half = 0.5 * (scales[1] - scales[0]) if len(scales) > 1 else 0.5
+    mesh = ax.imshow(
+        modulus, aspect="auto", origin="lower", cmap="viridis",
+        extent=(binning.low, binning.high, scales[0] - half, scales[-1] + half),
+    )  # fmt: skip
+    fig.colorbar(mesh, ax=ax, label=f"|CWT| ({wavelet.pywt_name})")
+    ax.set_xlabel(MASS_LABEL)
+    ax.set_ylabel("Scale [bins]")
+    ax.set_title(title, fontsize=18)
+    return fig
+
+
+def save(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` atomically as PNG or PDF (chosen by the suffix) and close it."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        plt.close(fig)
+        raise ConfigError(f"{path}: output must end in .png or .pdf")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lower().lstrip("."), bbox_inches="tight", dpi=120)
+    plt.close(fig)
+    return path

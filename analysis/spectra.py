@@ -1,0 +1,52 @@
+"""Toy mass spectra: smooth backgrounds, Gaussian signal trains, Poisson fluctuations.
+
+All functions return expected (or drawn) counts per bin of the background's binning.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analysis.definitions import DijetBackground, ExponentialBackground, SignalDef
+
+Background = ExponentialBackground | DijetBackground
+
+
+def dijet_function(mass: np.ndarray, p0: float, p1: float, p2: float, p3: float, sqrt_s: float) -> np.ndarray:
+    """The standard dijet function f(x) = p0 (1-x)^p1 / x^(p2 + p3 ln x), x = m / sqrt(s)."""
+    x = np.asarray(mass, dtype=float) / sqrt_s
+    return p0 * (1.0 - x) ** p1 / x ** (p2 + p3 * np.log(x))
+
+
+def background_counts(background: Background) -> np.ndarray:
+    """Expected background counts at the bin centres of the background's binning."""
+    m = background.binning.centers
+    if isinstance(background, ExponentialBackground):
+        return background.amplitude * np.exp(-background.rate * m)
+    return dijet_function(m, background.p0, background.p1, background.p2, background.p3, background.sqrt_s)
+
+
+def signal_counts(signal: SignalDef, mass: np.ndarray) -> np.ndarray:
+    """Expected signal counts at ``mass``: sum over periods of decaying Gaussians."""
+    n = np.arange(signal.periods, dtype=float)
+    center = signal.expression("center")(n)
+    height = signal.expression("height")(n) * np.exp(-signal.decay_rate * n)
+    width = signal.expression("width")(n)
+    if np.any(width <= 0):
+        raise ValueError(f"signal id={signal.id}: width must be positive for every n")
+    m = np.asarray(mass, dtype=float)[:, None]
+    return np.sum(height * np.exp(-0.5 * ((m - center) / width) ** 2), axis=1)
+
+
+def clean_spectrum(background: Background, signal: SignalDef | None) -> np.ndarray:
+    """Background plus signal expectation (no fluctuations)."""
+    counts = background_counts(background)
+    if signal is not None:
+        counts = counts + signal_counts(signal, background.binning.centers)
+    return counts
+
+
+def fluctuate(expected: np.ndarray, rng: np.random.Generator, size: int | None = None) -> np.ndarray:
+    """Independent Poisson draws per bin: one spectrum, or ``size`` spectra stacked on axis 0."""
+    shape = np.shape(expected) if size is None else (size, *np.shape(expected))
+    return rng.poisson(np.broadcast_to(expected, shape)).astype(float)

@@ -45,9 +45,8 @@ def write_json(target: str | os.PathLike[str], data: Any) -> None:
 
 def write_npy(target: str | os.PathLike[str], array: np.ndarray) -> None:
     """Atomically write a ``.npy`` array (never pickled)."""
-    with atomic_path(target) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.asarray(array), allow_pickle=False)
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.asarray(array), allow_pickle=False)
 
 
 def read_npy(path: str | os.PathLike[str]) -> np.ndarray:

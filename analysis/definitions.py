@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import numpy as np
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from analysis.config import StrictModel, format_validation_error, read_yaml
+from analysis.config import StrictModel, read_yaml
 from analysis.errors import ConfigError
 from analysis.expressions import Expression, ExpressionError, parse
 
@@ -158,13 +158,16 @@ def parse_entries(kind: str, data: Any, source: str) -> list[Any]:
         where = f"entry id={ident}" if ident is not None else f"entry #{index}"
         loc = [part for part in loc if part not in ("exponential", "dijet")]
         field = ".".join(str(part) for part in loc)
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            field = "kind"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         ctx_error = err.get("ctx", {}).get("error")
         if isinstance(ctx_error, ExpressionError):
             msg = f"unsafe or invalid expression: {ctx_error}"
-        raise ConfigError(f"{source}: {where} field '{field}': {msg}") from None
+        where += f" field '{field}'" if field else ""
+        raise ConfigError(f"{source}: {where}: {msg}") from None
     ids = [entry.id for entry in entries]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:

@@ -7,18 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import mplhep as hep
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import mplhep as hep  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from analysis.atomic import atomic_path  # noqa: E402
-from analysis.definitions import Binning, WaveletDef  # noqa: E402
-from analysis.errors import ConfigError  # noqa: E402
+from analysis.atomic import atomic_path
+from analysis.definitions import Binning, WaveletDef
+from analysis.errors import ConfigError
 
 FORMATS = (".png", ".pdf")
 MASS_LABEL = r"$m$ [GeV]"
@@ -34,14 +31,17 @@ def spectrum_figure(binning: Binning, curves: dict[str, np.ndarray], title: str,
     style()
     fig, ax = plt.subplots(figsize=(10, 7))
     for label, counts in curves.items():
-        hep.histplot(counts, binning.edges, ax=ax, label=label)
+        bold = label in ("expected", "background")
+        hep.histplot(counts, binning.edges, ax=ax, label=label, lw=3 if bold else 1.5,
+                     color="black" if label == "expected" else None)
     ax.set_xlabel(MASS_LABEL)
     ax.set_ylabel(f"Events / {binning.edges[1] - binning.edges[0]:g} GeV")
     ax.set_xlim(binning.low, binning.high)
     if log and all(np.all(c >= 0) for c in curves.values()):
         ax.set_yscale("log")
         top = max(float(np.max(c)) for c in curves.values())
-        ax.set_ylim(max(top * 1e-6, 0.1), top * 5)
+        low = min(float(np.min(c[c > 0], initial=top)) for c in curves.values())
+        ax.set_ylim(max(0.5 * low, top * 1e-8), top * 5)
     ax.set_title(title, fontsize=18)
     ax.legend(fontsize=16)
     return fig
@@ -53,8 +53,10 @@ def cwt_figure(binning: Binning, wavelet: WaveletDef, modulus: np.ndarray, title
     fig, ax = plt.subplots(figsize=(11, 7))
     scales = wavelet.scales
     half = 0.5 * (scales[1] - scales[0]) if len(scales) > 1 else 0.5
+    positive = modulus[modulus > 0]
+    norm = LogNorm(vmin=max(positive.min(), positive.max() * 1e-4), vmax=positive.max()) if positive.size else None
     mesh = ax.imshow(
-        modulus, aspect="auto", origin="lower", cmap="viridis",
+        modulus, aspect="auto", origin="lower", cmap="viridis", norm=norm,
         extent=(binning.low, binning.high, scales[0] - half, scales[-1] + half),
     )  # fmt: skip
     fig.colorbar(mesh, ax=ax, label=f"|CWT| ({wavelet.pywt_name})")

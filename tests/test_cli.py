@@ -1,0 +1,74 @@
+"""The command line: help everywhere, exit codes, the default toy chain and its run.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analysis.cli import COMMAND_MODULES, build_parser, main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def subcommands() -> list[str]:
+    parser = build_parser()
+    return sorted(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+
+
+def test_every_command_is_registered() -> None:
+    assert len(subcommands()) == len(COMMAND_MODULES)
+
+
+@pytest.mark.parametrize("command", subcommands())
+def test_help_explains_every_subcommand(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert f"run_analysis.py {command}" in out
+    assert "--debug" in out
+    assert len(out.splitlines()) > 8  # a description, not only usage
+
+
+def test_bad_argument_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["plot", "no-such-kind"])
+    assert info.value.code == 2
+
+
+def test_default_chain_writes_toys_and_provenance(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "run_analysis.py"), "--out", str(out), "--quiet"],
+        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((out / "run.json").read_text())
+    assert record["seed"] == 1
+    assert record["config"]["toys"]["signal_id"] == 0
+    assert record["packages"]["numpy"] and record["git_revision"]
+    assert "toys" in record["timings_s"]
+    for name in ("clean_spectrum.npy", "fluctuated_spectra.npy", "cwt-clean.png", "cwt-fluctuations.png"):
+        assert (out / "toys" / name).is_file(), name
+
+
+def test_unexpected_failure_is_one_line_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code = main(["run", "--out", str(blocker / "sub"), "-q"])
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and "--debug" in err
+
+
+def test_debug_shows_traceback(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError):
+        main(["run", "--out", str(blocker / "sub"), "-q", "--debug"])

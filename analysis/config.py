@@ -23,9 +23,9 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class StrictModel(BaseModel):
-    """Base for config sections: no unknown keys, no silent type coercion of strings."""
+    """Base for config sections: unknown keys are errors; validated values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ToysConfig(StrictModel):

@@ -9,10 +9,10 @@ works from any working directory.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from analysis.errors import ConfigError
 
@@ -40,12 +40,204 @@ class ToysConfig(StrictModel):
     n_fluctuations: int = Field(3, ge=1, le=1000, description="fluctuated spectra drawn by `run`")
 
 
+class SelectionConfig(StrictModel):
+    """Dijet selection (the reference: 350 <= pT <= 450 GeV, |eta| < 1.9, jetId >= 2, exactly 2 jets)."""
+
+    jet_pt_min: float = Field(350.0, ge=0, description="lowest jet pT in GeV (inclusive)")
+    jet_pt_max: float = Field(450.0, gt=0, description="highest jet pT in GeV (inclusive)")
+    jet_abs_eta_max: float = Field(1.9, gt=0, description="|eta| < this")
+    jet_id_min: int = Field(2, ge=0, le=7, description="Jet_jetId >= this (0: no jet-id cut)")
+    n_jets: int = Field(2, ge=2, le=10, description="events need exactly this many selected jets")
+
+    @model_validator(mode="after")
+    def _pt_window(self) -> SelectionConfig:
+        if self.jet_pt_max <= self.jet_pt_min:
+            raise ValueError(f"jet_pt_max ({self.jet_pt_max}) must exceed jet_pt_min ({self.jet_pt_min})")
+        return self
+
+
+class HistogramsConfig(StrictModel):
+    """m_jj binning: uniform bins for the spectra, plus the analysis bins of the PFN scan."""
+
+    mjj_min: float = Field(500.0, ge=0, description="lower edge of the m_jj histograms (GeV)")
+    mjj_max: float = Field(1500.0, gt=0, description="upper edge (GeV)")
+    mjj_bin_width: float = Field(10.0, gt=0, description="uniform bin width (GeV)")
+    analysis_bins: list[float] = Field(
+        [660.0, 760.0, 860.0, 960.0, 1060.0, 1160.0], min_length=2, description="edges of the analysis bins"
+    )
+
+    @model_validator(mode="after")
+    def _edges(self) -> HistogramsConfig:
+        if self.mjj_max <= self.mjj_min:
+            raise ValueError(f"mjj_max ({self.mjj_max}) must exceed mjj_min ({self.mjj_min})")
+        n = (self.mjj_max - self.mjj_min) / self.mjj_bin_width
+        if abs(n - round(n)) > 1e-6 or not 1 <= round(n) <= 100_000:
+            raise ValueError(f"mjj_bin_width ({self.mjj_bin_width}) must divide mjj_max - mjj_min into 1..100000 bins")
+        if any(b <= a for a, b in zip(self.analysis_bins, self.analysis_bins[1:], strict=False)):
+            raise ValueError(f"analysis_bins must increase strictly (got {self.analysis_bins})")
+        return self
+
+    @property
+    def n_bins(self) -> int:
+        return round((self.mjj_max - self.mjj_min) / self.mjj_bin_width)
+
+
+class InjectionConfig(StrictModel):
+    """Signal injection into the background m_jj spectrum (seeded by the top-level seed)."""
+
+    kind: Literal["none", "resonance", "gluon_pairs"] = Field(
+        "resonance", description="resonance: xgg-sample events; gluon_pairs: gg-matched background events in a bin"
+    )
+    sizes: list[int] = Field([100, 300, 1000], description="numbers of injected events k")
+    mass: float | None = Field(None, gt=0, description="resonance: the xgg sample's mass (null: every xgg dataset)")
+    bin: int = Field(2, ge=0, description="gluon_pairs: index of the analysis bin the injected m_jj lies in")
+    pool_fraction: float = Field(
+        0.2, gt=0, lt=1, description="gluon_pairs: share of background events set aside as the injection pool"
+    )
+
+    @model_validator(mode="after")
+    def _sizes(self) -> InjectionConfig:
+        if any(k < 1 for k in self.sizes):
+            raise ValueError(f"sizes must be positive event counts (got {self.sizes})")
+        return self
+
+
+class ProcessingConfig(StrictModel):
+    """How the coffea processors run (executors do not change the results)."""
+
+    executor: Literal["iterative", "futures", "dask"] = "futures"
+    workers: int | None = Field(None, ge=1, description="worker processes (null: all cores)")
+    chunksize: int = Field(100_000, ge=1, description="events per coffea chunk")
+    scheduler: str | None = Field(None, description="address of a running Dask scheduler (null: a LocalCluster)")
+    skip_bad_files: bool = Field(False, description="skip unreadable input files (listed in cutflow.json)")
+
+
+class ScanConfig(StrictModel):
+    """Adjacent-bin PFN scan (`scan`); bins are histograms.analysis_bins, injection settings
+    (mass, bin, pool_fraction) come from the injection section."""
+
+    sizes: list[int] = Field([5000, 7000, 10000], min_length=1, description="events per random sample (reference: 50000, 70000, 100000)")
+    n_samples: int = Field(5, ge=1, le=10_000, description="random samples per size (reference: 50)")
+    epochs: int = Field(10, ge=1, le=1000)
+    batch_size: int = Field(500, ge=2)
+    learning_rate: float = Field(1e-3, gt=0)
+    phi_sizes: list[int] = Field([100, 100, 128], min_length=1, description="per-particle network Phi")
+    f_sizes: list[int] = Field([100, 100, 100], min_length=1, description="network F after the latent sum")
+    phi_dtype: Literal["float32", "mixed_bfloat16"] = Field("float32", description="precision of Phi")
+    backend: Literal["ours", "energyflow"] = Field("ours", description="packed Keras 3 PFN or energyflow.archs.PFN")
+    train_jets: int = Field(12000, ge=1, description="training jets per pair at reference_events")
+    test_jets: int = Field(3000, ge=1, description="test jets per pair at reference_events")
+    reference_events: int = Field(50000, ge=1, description="sample size at which train_jets/test_jets apply")
+    min_jets_per_bin: int = Field(600, ge=0, description="drop bins expecting fewer jets per sample (at reference_events)")
+    validate_each_epoch: bool = Field(True, description="evaluate the validation jets after every epoch (as the reference)")
+    data_parallel: bool = Field(False, description="split each training over all devices instead of one training per device")
+    sensitivity_n_signal: list[int] = Field([0, 200, 400, 800, 1600], min_length=2, description="injected events scanned by --sensitivity")
+    sensitivity_pair: list[int] | None = Field(None, description="bin pair for Z (null: the injected bin and the bin below it)")
+
+    @model_validator(mode="after")
+    def _check(self) -> ScanConfig:
+        if any(s < 2 for s in self.sizes) or any(s < 1 for s in [*self.phi_sizes, *self.f_sizes]):
+            raise ValueError("sizes, phi_sizes and f_sizes must be positive")
+        if any(n < 0 for n in self.sensitivity_n_signal) or 0 not in self.sensitivity_n_signal:
+            raise ValueError(f"sensitivity_n_signal must be non-negative and include 0 (got {self.sensitivity_n_signal})")
+        if self.sensitivity_pair is not None and (len(self.sensitivity_pair) != 2 or self.sensitivity_pair[1] != self.sensitivity_pair[0] + 1):
+            raise ValueError(f"sensitivity_pair must be two adjacent bin indices (got {self.sensitivity_pair})")
+        return self
+
+
+class GenerationConfig(StrictModel):
+    """Event generation (`generate`, and the samples `run` caches): Pythia8 + FastJet settings.
+
+    The default pT-hat window was measured (pT-hat-biased Pythia, 16k events 150-1000 GeV):
+    [290, 560] GeV holds ~99% of the events with exactly two tight jets of 350-450 GeV,
+    |eta| < 1.9 (whose m_jj is 85% inside 660-1160 GeV); ~11.5% of the generated events pass.
+    """
+
+    sqrt_s: float = Field(7000.0, gt=0, description="centre-of-mass energy in GeV")
+    pthat_min: float = Field(290.0, ge=0, description="qcd: lowest pT-hat of the 2->2 scattering (GeV)")
+    pthat_max: float = Field(560.0, gt=0, description="qcd: highest pT-hat (GeV)")
+    hadronisation: bool = Field(True, description="Pythia HadronLevel:all")
+    mpi: bool = Field(True, description="multi-parton interactions (PartonLevel:MPI)")
+    xgg_mass: float = Field(900.0, gt=0, description="xgg: resonance mass in GeV when --mass is not given")
+    xgg_relative_width: float = Field(0.01, gt=0, le=0.3, description="xgg: width / mass of the RS graviton")
+    jet_radius: float = Field(0.5, gt=0, le=1.5, description="anti-kT R")
+    jet_pt_min: float = Field(20.0, ge=1, description="jets stored above this pT (GeV)")
+    particle_abs_eta_max: float = Field(5.0, gt=0, description="visible final-state particles clustered with |eta| < this")
+    flavour_match_dr: float = Field(0.4, gt=0, description="Delta-R of a jet to a hard parton for Jet_partonFlavour")
+    events_per_file: int = Field(5000, ge=1, description="events per ROOT file (the unit of parallel work and reuse)")
+    batch_size: int = Field(500, ge=1, description="events clustered and written per batch")
+    extra_pythia: list[str] = Field([], description="further Pythia settings ('Key = value'), e.g. a tune")
+    data_dir: Path = Field(Path("data"), description="where `run` caches its generated samples (relative to the working directory)")
+    qcd_events: int = Field(100_000, ge=1, description="qcd events `run` generates")
+    xgg_events: int = Field(10_000, ge=1, description="xgg events `run` generates (at xgg_mass)")
+
+    @model_validator(mode="after")
+    def _check(self) -> GenerationConfig:
+        if not self.pthat_min < self.pthat_max < self.sqrt_s / 2:
+            raise ValueError(f"need pthat_min < pthat_max < sqrt_s/2 (got {self.pthat_min}, {self.pthat_max}, {self.sqrt_s})")
+        bad = [s for s in self.extra_pythia if "=" not in s]
+        if bad:
+            raise ValueError(f"extra_pythia entries must read 'Key = value' (got {bad[0]!r})")
+        return self
+
+
+class DatasetConfig(StrictModel):
+    """p-value map datasets (`build-dataset`): toy counts, signal sizes and the map shape.
+
+    A signal size is a number of signal events: the signal template (toy definition, or the
+    xgg histogram) normalised to that integral and added to the background expectation.
+    """
+
+    toys: int = Field(1000, ge=10, description="background-only toys of the p-value reference (reference: 10000)")
+    train: int = Field(2000, ge=10, description="background maps to train the autoencoders on (reference: 25000)")
+    test: int = Field(500, ge=10, description="test maps per array: backgrounds and each signal size (reference: 5000 / 1000)")
+    signal_sizes: list[float] = Field([0, 250, 500, 1000, 2000], min_length=1, description="signal events per toy spectrum (0: background only)")
+    shape: list[int] = Field([48, 64], min_length=2, max_length=2, description="map shape (scales, mass blocks) after rebinning the 48x512 CWT")
+    histogram_shape: list[int] = Field([48, 50], min_length=2, max_length=2, description="map shape for processed spectra (must divide scales x histogram bins)")
+
+    @model_validator(mode="after")
+    def _check(self) -> DatasetConfig:
+        if any(s < 0 for s in self.signal_sizes) or len(set(self.signal_sizes)) != len(self.signal_sizes):
+            raise ValueError(f"signal_sizes must be distinct and non-negative (got {self.signal_sizes})")
+        if min(self.shape + self.histogram_shape) < 1:
+            raise ValueError("shape and histogram_shape must be positive")
+        return self
+
+
+class AutoencodersConfig(StrictModel):
+    """Autoencoders on p-value maps (`train-ae`, `pvalue-scan`)."""
+
+    models: list[str] = Field(["dense", "sparse_l1", "sparse_kl", "conv", "conv_l1", "conv_kl"], min_length=1)
+    epochs: int = Field(20, ge=1, le=10_000)
+    batch_size: int = Field(64, ge=1)
+    patience: int = Field(3, ge=1, description="early stopping: epochs without a better validation loss")
+    learning_rate: float = Field(1e-3, gt=0)
+    code_size: int = Field(32, ge=1, description="dense bottleneck units (conv: channels of the 1x1 code layer / 2)")
+    validation_fraction: float = Field(0.1, gt=0, lt=1, description="last share of the training maps used for validation")
+
+    @model_validator(mode="after")
+    def _models(self) -> AutoencodersConfig:
+        known = ("dense", "sparse_l1", "sparse_kl", "conv", "conv_l1", "conv_kl")
+        bad = [m for m in self.models if m.removesuffix("_ae") not in known]
+        if bad:
+            raise ValueError(f"unknown model {bad[0]!r} (known: {', '.join(known)})")
+        return self
+
+
 class AnalysisConfig(StrictModel):
     """The whole analysis: one seed drives every random choice."""
 
     seed: int = Field(1, ge=0, lt=2**32)
     output: Path = Field(Path("results/default"), description="results directory of `run`")
     toys: ToysConfig = ToysConfig()
+    selection: SelectionConfig = SelectionConfig()
+    histograms: HistogramsConfig = HistogramsConfig()
+    injection: InjectionConfig = InjectionConfig()
+    processing: ProcessingConfig = ProcessingConfig()
+    scan: ScanConfig = ScanConfig()
+    generation: GenerationConfig = GenerationConfig()
+    dataset: DatasetConfig = DatasetConfig()
+    autoencoders: AutoencodersConfig = AutoencodersConfig()
 
     # The directory the config was read from; relative paths resolve against it.
     base_dir: Path = Field(Path("."), exclude=True)

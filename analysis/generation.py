@@ -1,0 +1,381 @@
+"""Generate NanoAOD-like ROOT files with Pythia8 + FastJet (``qcd`` dijets, ``xgg`` resonances).
+
+A sample of N events is split into files of ``events_per_file`` events. File ``i`` gets its
+own Pythia seed derived from (run seed, process, mass, i), so the events do not depend on the
+number of worker processes. Each file is written to a temporary name and renamed into place,
+followed by a small JSON record (seed, settings fingerprint, cross-section); a rerun reuses
+every file whose record matches and whose ``Runs`` tree holds the expected event count.
+The sample directory gets a ``fileset.json`` (coffea's fileset form, paths relative to it).
+
+Per batch of events: ``Pythia.nextBatch`` returns the event records as awkward arrays, and
+:mod:`analysis.jets` clusters, matches and writes the whole batch with array operations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analysis.atomic import atomic_path, write_json
+from analysis.config import GenerationConfig
+from analysis.errors import ConfigError, InputError
+from analysis.jets import ChargeTable, JetSettings, build_batch, from_pythia_batch
+
+PROCESSES = ("qcd", "xgg")
+GRAVITON = 5100039  # Pythia's RS graviton G*
+MASS_MIN = 50.0  # GeV; xgg masses must lie in [MASS_MIN, sqrt_s / 2]
+MB_TO_PB = 1e9
+SEED_MAX = 900_000_000  # Pythia's Random:seed range is 1..900000000
+
+
+# -- settings --------------------------------------------------------------------------------
+def dataset_name(process: str, mass: float | None) -> str:
+    """The fileset key of a sample: ``qcd`` or ``xgg_m900``."""
+    return process if process != "xgg" else f"xgg_m{mass:g}"
+
+
+def check_request(process: str, n_events: int, mass: float | None, cfg: GenerationConfig) -> float | None:
+    """Validate a generation request; returns the resonance mass (None for qcd)."""
+    if process not in PROCESSES:
+        raise ConfigError(f"--process: unknown process {process!r} (choose from {', '.join(PROCESSES)})")
+    if n_events <= 0:
+        raise ConfigError(f"--events: must be a positive number of events (got {n_events})")
+    if process == "qcd":
+        if mass is not None:
+            raise ConfigError("--mass: applies to --process xgg only")
+        return None
+    mass = cfg.xgg_mass if mass is None else float(mass)
+    if not (math.isfinite(mass) and MASS_MIN <= mass <= cfg.sqrt_s / 2):
+        raise ConfigError(
+            f"--mass: {mass:g} GeV is outside the kinematic range {MASS_MIN:g}-{cfg.sqrt_s / 2:g} GeV "
+            f"(sqrt_s/2 at sqrt_s = {cfg.sqrt_s:g} GeV)"
+        )
+    return mass
+
+
+def pythia_settings(process: str, cfg: GenerationConfig, mass: float | None) -> list[str]:
+    """Pythia settings of a process (without the seed)."""
+    common = [
+        f"Beams:eCM = {cfg.sqrt_s:g}",
+        "Print:quiet = on",
+        "Next:numberCount = 0",
+        f"PartonLevel:MPI = {'on' if cfg.mpi else 'off'}",
+        f"HadronLevel:all = {'on' if cfg.hadronisation else 'off'}",
+    ]
+    if process == "qcd":
+        proc = ["HardQCD:all = on", f"PhaseSpace:pTHatMin = {cfg.pthat_min:g}", f"PhaseSpace:pTHatMax = {cfg.pthat_max:g}"]
+    else:
+        assert mass is not None
+        width = mass * cfg.xgg_relative_width
+        proc = [
+            "ExtraDimensionsG*:gg2G* = on",
+            "ExtraDimensionsG*:ffbar2G* = on",
+            f"{GRAVITON}:m0 = {mass:g}",
+            f"{GRAVITON}:doForceWidth = on",
+            f"{GRAVITON}:mWidth = {width:g}",
+            f"{GRAVITON}:mMin = {max(mass - 20 * width, 1.0):g}",
+            f"{GRAVITON}:mMax = {min(mass + 20 * width, cfg.sqrt_s):g}",
+            f"{GRAVITON}:onMode = off",
+            f"{GRAVITON}:onIfAny = 21",
+        ]
+    return [*common, *proc, *cfg.extra_pythia]
+
+
+def file_seed(run_seed: int, process: str, mass: float | None, index: int) -> int:
+    """Pythia seed of file ``index`` (1..900000000), independent of the worker count."""
+    key = [run_seed, PROCESSES.index(process), round((mass or 0.0) * 1000), index]
+    return int(np.random.SeedSequence(key).generate_state(1, dtype=np.uint64)[0] % SEED_MAX) + 1
+
+
+def jet_settings(cfg: GenerationConfig) -> JetSettings:
+    return JetSettings(
+        radius=cfg.jet_radius, pt_min=cfg.jet_pt_min,
+        particle_abs_eta_max=cfg.particle_abs_eta_max, flavour_match_dr=cfg.flavour_match_dr,
+    )  # fmt: skip
+
+
+def make_pythia(settings: list[str], seed: int) -> Any:
+    """An initialised, silent Pythia; a rejected setting is a ConfigError naming it."""
+    import pythia8mc as pythia8
+
+    pythia = pythia8.Pythia("", False)
+    for line in [*settings, "Random:setSeed = on", f"Random:seed = {seed}"]:
+        if not pythia.readString(line):
+            raise ConfigError(f"generation: Pythia rejected the setting {line!r}")
+    if not pythia.init():
+        raise InputError(f"Pythia failed to initialise with settings {settings}")
+    return pythia
+
+
+# -- one file --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FileJob:
+    """Everything a worker needs to write one file."""
+
+    path: str
+    index: int
+    n_events: int
+    first_event: int  # event number of the file's first event
+    seed: int
+    settings: tuple[str, ...]
+    jets: JetSettings
+    batch_size: int
+    fingerprint: str
+
+
+@dataclass
+class FileRecord:
+    """What a finished file holds (saved beside it as JSON; the reuse check)."""
+
+    file: str
+    index: int
+    n_events: int
+    seed: int
+    fingerprint: str
+    sumw: float
+    sumw2: float
+    xsec_pb: float
+    xsec_err_pb: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def record_path(root_path: Path) -> Path:
+    return root_path.with_suffix(".json")
+
+
+def pythia_batches(pythia: Any, n_events: int, batch_size: int) -> Any:
+    """Yield ``nextBatch`` arrays until ``n_events`` events are made (failed events are redrawn)."""
+    done, empty = 0, 0
+    while done < n_events:
+        batch = pythia.nextBatch(min(batch_size, n_events - done), "skip")
+        if len(batch) == 0:
+            empty += 1
+            if empty > 10:
+                raise InputError("Pythia produced no events in 10 batches in a row (see its settings)")
+            continue
+        done += len(batch)
+        yield batch
+
+
+def write_file(job: FileJob, progress: Callable[[int], None] | None = None) -> FileRecord:
+    """Generate one file: Pythia batches -> jets -> ROOT (temporary name, then renamed)."""
+    import uproot
+
+    pythia = make_pythia(list(job.settings), job.seed)
+    charges = ChargeTable(pythia.particleData.charge)
+    path = Path(job.path)
+    sumw = sumw2 = 0.0
+    written = 0
+    with atomic_path(path) as tmp:
+        with uproot.recreate(tmp, compression=uproot.ZLIB(1)) as fh:
+            for batch in pythia_batches(pythia, job.n_events, job.batch_size):
+                ev = from_pythia_batch(batch, job.jets.particle_abs_eta_max)
+                cols = build_batch(ev, job.jets, charges)
+                n = len(ev.counts)
+                out = {
+                    "run": np.ones(n, dtype=np.uint32),
+                    "luminosityBlock": np.full(n, job.index + 1, dtype=np.uint32),
+                    "event": np.arange(job.first_event + written, job.first_event + written + n, dtype=np.uint64),
+                    **cols,
+                }
+                if written == 0:  # mktree splits collections into nJet, Jet_pt, ... (NanoAOD style)
+                    tree = fh.mktree("Events", out)
+                else:
+                    tree.extend(out)
+                w = ev.weight
+                sumw += float(w.sum())
+                sumw2 += float((w**2).sum())
+                written += n
+                if progress is not None:
+                    progress(n)
+            fh.mktree("Runs", {
+                "run": np.ones(1, dtype=np.uint32),
+                "genEventCount": np.array([written], dtype=np.int64),
+                "genEventSumw": np.array([sumw]),
+                "genEventSumw2": np.array([sumw2]),
+            })
+        info = pythia.infoPython()
+        record = FileRecord(
+            file=path.name, index=job.index, n_events=written, seed=job.seed, fingerprint=job.fingerprint,
+            sumw=sumw, sumw2=sumw2, xsec_pb=info.sigmaGen() * MB_TO_PB, xsec_err_pb=info.sigmaErr() * MB_TO_PB,
+        )  # fmt: skip
+        write_json(record_path(path), asdict(record))
+    return record
+
+
+def reusable(job: FileJob) -> FileRecord | None:
+    """The record of an already finished file for ``job``, or None when it must be (re)made."""
+    path = Path(job.path)
+    try:
+        data = json.loads(record_path(path).read_text())
+        record = FileRecord(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+    if (record.n_events, record.seed, record.fingerprint) != (job.n_events, job.seed, job.fingerprint):
+        return None
+    try:
+        import uproot
+
+        with uproot.open(path) as fh:
+            count = int(fh["Runs"]["genEventCount"].array(library="np")[0])
+            entries = fh["Events"].num_entries
+    except Exception:
+        return None
+    return record if count == entries == job.n_events else None
+
+
+# -- worker pool -----------------------------------------------------------------------------
+_QUEUE: Any = None
+
+
+def _init_worker(queue: Any) -> None:
+    global _QUEUE
+    _QUEUE = queue
+
+
+def _worker(job: FileJob) -> FileRecord:
+    return write_file(job, progress=_QUEUE.put if _QUEUE is not None else None)
+
+
+def plan_files(
+    process: str, n_events: int, seed: int, out_dir: Path, mass: float | None, cfg: GenerationConfig
+) -> list[FileJob]:
+    """The files of a sample: sizes, event numbers, seeds and the settings fingerprint."""
+    settings = tuple(pythia_settings(process, cfg, mass))
+    jets = jet_settings(cfg)
+    fingerprint = hashlib.sha256(json.dumps([settings, asdict(jets)]).encode()).hexdigest()[:16]
+    name = dataset_name(process, mass)
+    per_file = cfg.events_per_file
+    jobs = []
+    for index in range(math.ceil(n_events / per_file)):
+        jobs.append(FileJob(
+            path=str(out_dir / f"{name}_{index:04d}.root"), index=index,
+            n_events=min(per_file, n_events - index * per_file), first_event=index * per_file + 1,
+            seed=file_seed(seed, process, mass, index), settings=settings, jets=jets,
+            batch_size=cfg.batch_size, fingerprint=fingerprint,
+        ))  # fmt: skip
+    return jobs
+
+
+def check_out_dir(out_dir: Path) -> Path:
+    """Create the output directory and check it is writable (ConfigError otherwise)."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out: cannot create the output directory {out_dir} ({exc.strerror})") from None
+    if not out_dir.is_dir() or not os.access(out_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out: the output directory {out_dir} is not writable")
+    return out_dir
+
+
+def generate(
+    process: str,
+    n_events: int,
+    seed: int,
+    out_dir: str | Path,
+    mass: float | None = None,
+    workers: int | None = None,
+    cfg: GenerationConfig | None = None,
+    quiet: bool = False,
+) -> Path:
+    """Generate (or reuse) a sample and write its ``fileset.json``; returns that path.
+
+    ``workers``: processes (None: all cores; 1: in this process). Files already finished with
+    the same seed and settings are kept. The fileset entry of this dataset is added to (or
+    replaces) the one in an existing ``fileset.json`` of ``out_dir``.
+    """
+    cfg = cfg or GenerationConfig()
+    mass = check_request(process, n_events, mass, cfg)
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"--seed: must be in 0..2**32-1 (got {seed})")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers: must be at least 1 (got {workers})")
+    out_dir = check_out_dir(Path(out_dir))
+    jobs = plan_files(process, n_events, seed, out_dir, mass, cfg)
+    records: dict[int, FileRecord] = {}
+    todo = []
+    for job in jobs:
+        rec = reusable(job)
+        if rec is None:
+            todo.append(job)
+        else:
+            records[job.index] = rec
+    n_workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
+
+    from tqdm import tqdm
+
+    reused = sum(r.n_events for r in records.values())
+    name = dataset_name(process, mass)
+    with tqdm(total=n_events, initial=reused, unit="ev", desc=f"generate {name}", disable=quiet) as bar:
+        if n_workers == 1:
+            for job in todo:
+                records[job.index] = write_file(job, progress=bar.update)
+        elif todo:
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Manager() as manager:
+                queue = manager.Queue()
+                pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,))
+                with pool:
+                    futures = {pool.submit(_worker, job): job for job in todo}
+                    pending = set(futures)
+                    while pending:
+                        done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                        while not queue.empty():
+                            bar.update(queue.get())
+                        for fut in done:
+                            records[futures[fut].index] = fut.result()
+    return write_fileset(out_dir, name, [records[j.index] for j in jobs], process, mass, seed)
+
+
+def write_fileset(
+    out_dir: Path, name: str, records: list[FileRecord], process: str, mass: float | None, seed: int
+) -> Path:
+    """Add this dataset to ``out_dir/fileset.json`` (paths relative to it); returns its path."""
+    target = out_dir / "fileset.json"
+    fileset: dict[str, Any] = {}
+    if target.exists():
+        try:
+            fileset = json.loads(target.read_text())
+        except (OSError, ValueError):
+            fileset = {}
+        if not isinstance(fileset, dict):
+            fileset = {}
+    n = sum(r.n_events for r in records)
+    xsec = sum(r.xsec_pb * r.n_events for r in records) / n
+    xsec_err = math.sqrt(sum((r.xsec_err_pb * r.n_events) ** 2 for r in records)) / n
+    fileset[name] = {
+        "files": {r.file: "Events" for r in records},
+        "metadata": {
+            "xsec_pb": xsec, "xsec_err_pb": xsec_err, "n_generated": n,
+            "sumw": sum(r.sumw for r in records), "process": process, "mass": mass, "seed": seed,
+        },
+    }  # fmt: skip
+    write_json(target, fileset)
+    return target
+
+
+def default_samples(config: Any, workers: int | None = None, quiet: bool = False) -> list[Path]:
+    """The samples of the default chain (`run`): ``generation.qcd_events`` qcd events and
+    ``generation.xgg_events`` xgg events at ``generation.xgg_mass``, seeded by ``config.seed``,
+    cached under ``generation.data_dir`` (reused when already there). Returns the two
+    ``fileset.json`` paths (qcd first), ready for ``process``."""
+    gen: GenerationConfig = config.generation
+    base = Path(gen.data_dir)
+    seed = config.seed
+    qcd = generate("qcd", gen.qcd_events, seed, base / f"qcd_seed{seed}", workers=workers, cfg=gen, quiet=quiet)
+    xgg = generate(
+        "xgg", gen.xgg_events, seed, base / f"xgg_m{gen.xgg_mass:g}_seed{seed}",
+        mass=gen.xgg_mass, workers=workers, cfg=gen, quiet=quiet,
+    )  # fmt: skip
+    return [qcd, xgg]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -110,15 +110,22 @@ def fit_significance(
     counts: np.ndarray,
     edges: np.ndarray,
     model: Model,
-    start: np.ndarray,
+    start: np.ndarray | Sequence[np.ndarray],
     *,
     mass: float,
     width: float,
 ) -> FitResult:
-    """Local significance of a Gaussian bump at ``mass`` over the background ``model``."""
+    """Local significance of a Gaussian bump at ``mass`` over the background ``model``.
+
+    ``start`` is one starting point of the background parameters or several: flexible
+    background models have local minima, and q0 = 2 (NLL_b - NLL_s+b) needs the best minimum
+    of both fits, so each fit keeps the best of all its starts (the signal yield also starts
+    from zero, from the excess over the background-only fit and from twice that).
+    """
     counts = np.asarray(counts, dtype=float)
     centres = 0.5 * (edges[1:] + edges[:-1])
     shape = gaussian_bins(edges, mass, width)
+    starts = [np.asarray(start, dtype=float)] if np.ndim(start[0]) == 0 else [np.asarray(s, dtype=float) for s in start]
 
     def nll_b(theta: np.ndarray) -> float:
         return poisson_nll(model(theta, centres), counts)
@@ -126,17 +133,18 @@ def fit_significance(
     def nll_sb(theta: np.ndarray) -> float:
         return poisson_nll(model(theta[:-1], centres) + theta[-1] * shape, counts)
 
-    fit_b = _minimise(nll_b, np.asarray(start, dtype=float))
+    fit_b = min((_minimise(nll_b, s) for s in starts), key=lambda r: r.fun)
     s0 = max(float(np.sum((counts - model(fit_b.x, centres)) * shape) / np.sum(shape**2)), 0.0)
     bounds = [(None, None)] * len(fit_b.x) + [(0.0, None)]
-    fit_sb = _minimise(nll_sb, np.append(fit_b.x, s0), bounds=bounds)
+    sb_starts = [np.append(theta, s) for theta in (fit_b.x, *starts) for s in {0.0, s0, 2.0 * s0}]
+    fit_sb = min((_minimise(nll_sb, s, bounds=bounds) for s in sb_starts), key=lambda r: r.fun)
     q0 = max(2.0 * (fit_b.fun - fit_sb.fun), 0.0)
     expected = model(fit_b.x, centres)
     used = expected > 0
     chi2 = float(np.sum((counts[used] - expected[used]) ** 2 / expected[used]))
     return FitResult(
         q0=q0, z=float(np.sqrt(q0)), signal_events=float(fit_sb.x[-1]),
-        background_params=[float(v) for v in fit_b.x], chi2_ndf=chi2 / max(int(used.sum()) - len(start), 1),
+        background_params=[float(v) for v in fit_b.x], chi2_ndf=chi2 / max(int(used.sum()) - len(fit_b.x), 1),
     )  # fmt: skip
 
 

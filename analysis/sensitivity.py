@@ -6,6 +6,7 @@ Format (design, stage 4): ``{"methods": [{"method": .., "points": [{"n_signal": 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -46,4 +47,15 @@ def size_at_p(sizes: list[float], p_values: list[float], threshold: float) -> fl
             s0, p0 = points[i - 1]
             frac = (math.log(threshold) - math.log(p0)) / (math.log(p) - math.log(p0))
             return float(s0 + frac * (size - s0))
+    return None
+
+
+def crossing(points: list[dict[str, float]], threshold: float) -> float | None:
+    """First N where Z reaches ``threshold`` (linear interpolation); None if never."""
+    for lo, hi in itertools.pairwise(points):
+        if lo["z"] >= threshold:
+            return float(lo["n_signal"])
+        if hi["z"] >= threshold:
+            frac = (threshold - lo["z"]) / (hi["z"] - lo["z"])
+            return float(lo["n_signal"] + frac * (hi["n_signal"] - lo["n_signal"]))
     return None

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 
 from analysis.errors import DijetscanError
 
-COMMAND_MODULES = ("run", "plot", "session")
+COMMAND_MODULES = (
+    "run", "generate", "process", "scan", "build_dataset", "train_ae", "pvalue_scan", "bumphunt", "plot", "session",
+)
 
 
 def _commands() -> list:

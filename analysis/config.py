@@ -132,7 +132,7 @@ class ScanConfig(StrictModel):
     validate_each_epoch: bool = Field(True, description="evaluate the validation jets after every epoch (as the reference)")
     data_parallel: bool = Field(False, description="split each training over all devices instead of one training per device")
     sensitivity_n_signal: list[int] = Field([0, 200, 400, 800, 1600], min_length=2, description="injected events scanned by --sensitivity")
-    sensitivity_pair: list[int] | None = Field(None, description="bin pair for Z (null: the injected bin and the bin below it)")
+    sensitivity_pair: list[int] | None = Field(None, description="bin pair for Z (null: the pair whose signal fractions the injection separates most)")
 
     @model_validator(mode="after")
     def _check(self) -> ScanConfig:
@@ -190,7 +190,7 @@ class DatasetConfig(StrictModel):
 
     toys: int = Field(1000, ge=10, description="background-only toys of the p-value reference (reference: 10000)")
     train: int = Field(2000, ge=10, description="background maps to train the autoencoders on (reference: 25000)")
-    test: int = Field(500, ge=10, description="test maps per array: backgrounds and each signal size (reference: 5000 / 1000)")
+    test: int = Field(1000, ge=10, description="test maps per array: backgrounds and each signal size (reference: 5000 / 1000); the p floor is 1/test, so 3 sigma needs > 741")
     signal_sizes: list[float] = Field([0, 250, 500, 1000, 2000], min_length=1, description="signal events per toy spectrum (0: background only)")
     shape: list[int] = Field([48, 64], min_length=2, max_length=2, description="map shape (scales, mass blocks) after rebinning the 48x512 CWT")
     histogram_shape: list[int] = Field([48, 50], min_length=2, max_length=2, description="map shape for processed spectra (must divide scales x histogram bins)")
@@ -224,11 +224,35 @@ class AutoencodersConfig(StrictModel):
         return self
 
 
+class BaselinesConfig(StrictModel):
+    """Classical searches on the injected m_jj spectra (BumpHunter; background + Gaussian fit)."""
+
+    n_pseudo: int = Field(2000, ge=10, le=1_000_000, description="BumpHunter background-only pseudo-experiments")
+    width_min: int = Field(2, ge=1, description="narrowest BumpHunter window (bins)")
+    width_max: int | None = Field(None, ge=1, description="widest window (bins; null: a quarter of the range)")
+    mjj_min: float = Field(660.0, ge=0, description="lower edge of the searched m_jj range (GeV)")
+    mjj_max: float = Field(1500.0, gt=0, description="upper edge of the searched m_jj range (GeV)")
+
+    @model_validator(mode="after")
+    def _range(self) -> BaselinesConfig:
+        if self.mjj_max <= self.mjj_min:
+            raise ValueError(f"mjj_max ({self.mjj_max}) must exceed mjj_min ({self.mjj_min})")
+        if self.width_max is not None and self.width_max < self.width_min:
+            raise ValueError(f"width_max ({self.width_max}) must be at least width_min ({self.width_min})")
+        return self
+
+
+STAGE_NAMES = ("toys", "generate", "process", "scan", "autoencoders", "baselines", "report")
+
+
 class AnalysisConfig(StrictModel):
     """The whole analysis: one seed drives every random choice."""
 
     seed: int = Field(1, ge=0, lt=2**32)
     output: Path = Field(Path("results/default"), description="results directory of `run`")
+    stages: list[Literal[STAGE_NAMES]] = Field(  # type: ignore[valid-type]
+        list(STAGE_NAMES), min_length=1, description="stages `run` runs, in this order"
+    )
     toys: ToysConfig = ToysConfig()
     selection: SelectionConfig = SelectionConfig()
     histograms: HistogramsConfig = HistogramsConfig()
@@ -238,6 +262,7 @@ class AnalysisConfig(StrictModel):
     generation: GenerationConfig = GenerationConfig()
     dataset: DatasetConfig = DatasetConfig()
     autoencoders: AutoencodersConfig = AutoencodersConfig()
+    baselines: BaselinesConfig = BaselinesConfig()
 
     # The directory the config was read from; relative paths resolve against it.
     base_dir: Path = Field(Path("."), exclude=True)

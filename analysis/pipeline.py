@@ -1,18 +1,28 @@
-"""The default analysis chain run by ``run_analysis.py`` / ``make run``.
+"""The analysis chain run by ``run_analysis.py`` / ``make run`` (design section 6).
 
-Stages run in order, each timed into ``run.json``; a stage returns a short summary line.
-Stages reuse what earlier runs finished (cached events, finished trainings), so a rerun is cheap.
+toys -> generate -> process -> scan -> autoencoders -> baselines -> report, or the config's
+``stages:`` subset. Each stage is timed into ``run.json`` and returns a one-line summary.
+A stage whose inputs (its config sections and everything upstream) are unchanged since it last
+finished is reused, so a rerun is cheap; ``--resume`` also continues a stage that was
+interrupted (finished PFN trainings, datasets, trained autoencoders are kept).
+
+Results directory layout::
+
+    run.json  report.md  report.html  sensitivity.json  comparison.png  stages.json
+    toys/  process/  scan/  autoencoders/  baselines/
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from analysis.atomic import write_npy
+from analysis.atomic import write_json, write_npy
 from analysis.config import AnalysisConfig
 from analysis.provenance import RunRecord
 
@@ -39,6 +49,10 @@ class RunContext:
         if not self.options.quiet:
             print(message, flush=True)
 
+    @property
+    def process_dir(self) -> Path:
+        return self.out_dir / "process"
+
 
 def toy_stage(ctx: RunContext) -> str:
     """Clean and fluctuated toy spectra of the configured entries, with their CWT plots."""
@@ -62,16 +76,132 @@ def toy_stage(ctx: RunContext) -> str:
     return f"toy spectra and {len(PLOT_KINDS)} plots in {out}"
 
 
-Stage = tuple[str, Callable[[RunContext], str]]
-STAGES: list[Stage] = [("toys", toy_stage)]
+def generate_stage(ctx: RunContext) -> str:
+    """The default samples (qcd and xgg at the configured mass), cached under generation.data_dir."""
+    from analysis.generation import default_samples
+
+    gen = ctx.config.generation
+    paths = default_samples(ctx.config, workers=ctx.options.workers, quiet=ctx.options.quiet)
+    return f"{gen.qcd_events} qcd + {gen.xgg_events} xgg (M = {gen.xgg_mass:g} GeV) events: {', '.join(map(str, paths))}"
 
 
-def run_chain(ctx: RunContext, stages: list[Stage] | None = None) -> None:
-    """Run the stages in order, recording timings in run.json after each."""
+def process_stage(ctx: RunContext) -> str:
+    """The coffea dijet processor over the default samples (futures executor by default)."""
+    from analysis.commands.process import process_fileset
+    from analysis.generation import default_samples
+
+    filesets = default_samples(ctx.config, workers=ctx.options.workers, quiet=True)  # cached: no generation
+    o = ctx.options
+    result = process_fileset(filesets, ctx.process_dir, ctx.config, executor=o.executor, workers=o.workers,
+                             scheduler=o.scheduler, quiet=o.quiet)  # fmt: skip
+    return result.summary_line()
+
+
+def scan_stage(ctx: RunContext) -> str:
+    """The null adjacent-bin PFN scan over every pair, then the PFN sensitivity to the injection."""
+    from analysis.commands.scan import scan_stage as run_scan_stage
+
+    cfg, out, o = ctx.config, ctx.out_dir / "scan", ctx.options
+    null = run_scan_stage(cfg, ctx.process_dir, out, resume=o.resume, quiet=o.quiet)
+    if cfg.injection.kind == "none":
+        return null
+    sens = run_scan_stage(cfg, ctx.process_dir, out, kind=cfg.injection.kind, sensitivity=True, resume=o.resume, quiet=o.quiet)
+    return f"{null}; {sens}"
+
+
+def autoencoder_stage(ctx: RunContext) -> str:
+    """p-value maps of the processed spectra, the autoencoders trained on them, p-value versus size."""
+    from analysis.ae_scan import model_names, pvalue_scan, train_models
+    from analysis.dataset import build_dataset_from_histograms
+
+    cfg, out, quiet = ctx.config, ctx.out_dir / "autoencoders", ctx.options.quiet
+    ae = cfg.autoencoders
+    build_dataset_from_histograms(ctx.process_dir / "histograms.root", out / "dataset", cfg, quiet=quiet)
+    names = model_names(ae.models)
+    train_models(out / "dataset", out / "models", names, epochs=ae.epochs, batch_size=ae.batch_size,
+                 patience=ae.patience, learning_rate=ae.learning_rate, code_size=ae.code_size,
+                 validation_fraction=ae.validation_fraction, seed=cfg.seed, quiet=quiet)  # fmt: skip
+    pvalue_scan(out / "dataset", out / "models", out, quiet=quiet)
+    return f"{len(names)} autoencoders on p-value maps of the processed spectra; {out / 'pvalue_vs_signal.json'}"
+
+
+def baseline_stage(ctx: RunContext) -> str:
+    """BumpHunter and the background + Gaussian fit on the injected spectra."""
+    from analysis.baseline_sensitivity import run_baselines
+
+    out = ctx.out_dir / "baselines"
+    entries = run_baselines(ctx.process_dir / "histograms.root", out, ctx.config, quiet=ctx.options.quiet)
+    return "; ".join(f"{e['method']}: 3 sigma at {_events(e['n_signal_3sigma'])}" for e in entries)
+
+
+def report_stage(ctx: RunContext) -> str:
+    """sensitivity.json of every method that ran, the comparison plot, report.md / report.html."""
+    from analysis.report import write_report
+
+    md, _ = write_report(ctx.out_dir, ctx.config)
+    return f"{md} (and report.html)"
+
+
+def _events(n: float | None) -> str:
+    return "not reached" if n is None else f"{n:.0f} events"
+
+
+StageFunc = Callable[[RunContext], str]
+STAGES: dict[str, StageFunc] = {
+    "toys": toy_stage, "generate": generate_stage, "process": process_stage, "scan": scan_stage,
+    "autoencoders": autoencoder_stage, "baselines": baseline_stage, "report": report_stage,
+}  # fmt: skip
+# What each stage's result depends on: config sections, and the stage whose output it reads.
+_INPUTS: dict[str, tuple[tuple[str, ...], str | None]] = {
+    "generate": (("seed", "generation"), None),
+    "process": (("selection", "histograms", "injection"), "generate"),
+    "scan": (("scan", "injection", "histograms"), "process"),
+    "autoencoders": (("dataset", "autoencoders", "toys", "injection"), "process"),
+    "baselines": (("baselines", "generation"), "process"),
+}
+# A stage is reused only when its key matches and its main output is still there.
+_OUTPUTS = {"process": "process/cutflow.json", "scan": "scan/auc_scan.json",
+            "autoencoders": "autoencoders/pvalue_vs_signal.json", "baselines": "baselines/baselines.json"}  # fmt: skip
+STATE_FILE = "stages.json"
+
+
+def stage_key(config: AnalysisConfig, name: str) -> str | None:
+    """Hash of a stage's inputs (None: the stage always runs)."""
+    if name not in _INPUTS:
+        return None
+    sections, upstream = _INPUTS[name]
+    data = config.to_dict()
+    parts = [name, config.seed, {s: data[s] for s in sections}, stage_key(config, upstream) if upstream else None]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _state(out_dir: Path) -> dict[str, str]:
+    path = out_dir / STATE_FILE
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}  # an unreadable state only costs recomputation
+
+
+def run_chain(ctx: RunContext, stages: list[str] | None = None) -> None:
+    """Run the stages in order, reusing unchanged finished ones; timings go to run.json."""
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     ctx.record.write()
-    for name, func in stages or STAGES:
-        ctx.say(f"[{name}] ...")
+    names = stages or list(ctx.config.stages)
+    state = _state(ctx.out_dir)
+    for number, name in enumerate(names, 1):
+        key = stage_key(ctx.config, name)
+        head = f"[{number}/{len(names)} {name}]"
+        if name in _OUTPUTS and state.get(name) == key and (ctx.out_dir / _OUTPUTS[name]).is_file():
+            ctx.say(f"{head} unchanged since its last run: reused")
+            ctx.record.add(reused=[*ctx.record.data.get("reused", []), name])
+            continue
+        ctx.say(f"{head} ...")
+        state.pop(name, None)
+        write_json(ctx.out_dir / STATE_FILE, state)
         with ctx.record.stage(name):
-            summary = func(ctx)
-        ctx.say(f"[{name}] {summary} ({ctx.record.data['timings_s'][name]:.1f} s)")
+            summary = STAGES[name](ctx)
+        if key is not None:
+            state[name] = key
+            write_json(ctx.out_dir / STATE_FILE, state)
+        ctx.say(f"{head} {summary} ({ctx.record.data['timings_s'][name]:.1f} s)")

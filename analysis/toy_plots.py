@@ -51,6 +51,13 @@ def _cwt_fluctuations(setup: ToySetup, rng: np.random.Generator, n: int) -> Figu
     return cwt_figure(setup.background.binning, setup.wavelet, modulus, f"CWT, fluctuated ({_label(setup)})")
 
 
+def _pvalue(setup: ToySetup, rng: np.random.Generator, n: int) -> Figure:
+    from analysis.pvalue_plots import plot_pvalue_map
+
+    return plot_pvalue_map(setup, rng, n_reference=PVALUE_REFERENCE_TOYS)
+
+
+PVALUE_REFERENCE_TOYS = 1000  # background-only toys behind the `pvalue` map's local p-values
 PLOT_KINDS: dict[str, Callable[[ToySetup, np.random.Generator, int], Figure]] = {
     "signal": _signal,
     "background": _background,
@@ -58,6 +65,7 @@ PLOT_KINDS: dict[str, Callable[[ToySetup, np.random.Generator, int], Figure]] = 
     "fluctuations": _fluctuations,
     "cwt-clean": _cwt_clean,
     "cwt-fluctuations": _cwt_fluctuations,
+    "pvalue": _pvalue,
 }
 
 

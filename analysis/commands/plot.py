@@ -1,7 +1,8 @@
 """Plot toy spectra and their continuous wavelet transforms.
 
 Kinds: signal, background, clean (background + signal), fluctuations (Poisson toys),
-cwt-clean and cwt-fluctuations (|CWT| maps with a colour bar). Entries are picked by id from
+cwt-clean and cwt-fluctuations (|CWT| maps with a colour bar), pvalue (the -ln p map of one
+fluctuated spectrum: every rebinned |CWT| cell against 1000 background-only toys). Entries are picked by id from
 the definition files of the config (or from --signals/--backgrounds/--wavelets files);
 an unknown id is an error listing the valid ids. The output format follows --out's suffix
 (.png or .pdf).
@@ -19,7 +20,7 @@ from analysis.config import load_config
 from analysis.errors import ConfigError
 
 NAME = "plot"
-HELP = "plot toy spectra and their wavelet transforms"
+HELP = "plot toy spectra, their wavelet transforms and p-value maps"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

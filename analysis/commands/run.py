@@ -1,9 +1,14 @@
 """Run the analysis chain of a config (the default command of run_analysis.py).
 
-Today the chain computes the toy spectra (clean and Poisson-fluctuated) of the configured
-signal/background/wavelet entries and their CWT maps and plots. Results go to --out (default:
-the config's `output`, results/default), with run.json provenance (resolved config, seed,
-package versions, git revision, timings per stage).
+Stages (the config's `stages:`, or --stages): toys (toy spectra and CWT plots), generate
+(Pythia8 + FastJet samples, cached under generation.data_dir), process (coffea dijet
+processor, injected spectra), scan (adjacent-bin PFN AUC scan and its sensitivity),
+autoencoders (wavelet p-value maps of the processed spectra, six autoencoders), baselines
+(BumpHunter, background + Gaussian fit), report (sensitivity.json, comparison plot,
+report.md / report.html). Results go to --out (default: the config's `output`,
+results/default) with run.json provenance (resolved config, seed, package versions, git
+revision, timings per stage). A stage whose inputs did not change since it finished is reused;
+--resume also continues an interrupted stage (finished PFN trainings, datasets, models).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.config import load_config
+from analysis.config import STAGE_NAMES, load_config
 from analysis.errors import ConfigError
 
 NAME = "run"
@@ -28,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (tcp://host:port)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    parser.add_argument("--resume", action="store_true", help="reuse finished work of an interrupted run")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted stage (finished trainings are kept)")
+    parser.add_argument("--stages", default=None,
+                        help=f"comma-separated stages to run, in order (default: the config's; from {','.join(STAGE_NAMES)})")  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
@@ -37,7 +44,12 @@ def main(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers {args.workers}: must be at least 1")
-    overrides = {} if args.seed is None else {"seed": args.seed}
+    overrides: dict = {} if args.seed is None else {"seed": args.seed}
+    if args.stages is not None:
+        overrides["stages"] = [s.strip() for s in args.stages.split(",") if s.strip()]
+        unknown = [s for s in overrides["stages"] if s not in STAGE_NAMES]
+        if unknown or not overrides["stages"]:
+            raise ConfigError(f"--stages {args.stages}: unknown stage(s) {unknown} (choose from {', '.join(STAGE_NAMES)})")
     config = load_config(args.config, overrides)
     out_dir = args.out or config.output
     record = RunRecord(out_dir, "run", config.to_dict(), config.seed)

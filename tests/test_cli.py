@@ -41,11 +41,13 @@ def test_bad_argument_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 2
 
 
-def test_default_chain_writes_toys_and_provenance(tmp_path: Path) -> None:
+def test_run_writes_toys_report_and_provenance(tmp_path: Path) -> None:
+    """`run` with the default config, limited to the stages that need no generated events
+    (the whole chain runs in tests/test_chain.py)."""
     out = tmp_path / "results"
     env = {**os.environ, "MPLBACKEND": "Agg"}
     proc = subprocess.run(
-        [sys.executable, str(REPO / "run_analysis.py"), "--out", str(out), "--quiet"],
+        [sys.executable, str(REPO / "run_analysis.py"), "run", "--stages", "toys,report", "--out", str(out), "--quiet"],
         cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -53,7 +55,8 @@ def test_default_chain_writes_toys_and_provenance(tmp_path: Path) -> None:
     assert record["seed"] == 1
     assert record["config"]["toys"]["signal_id"] == 0
     assert record["packages"]["numpy"] and record["git_revision"]
-    assert "toys" in record["timings_s"]
+    assert set(record["timings_s"]) == {"toys", "report"}
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
     for name in ("clean_spectrum.npy", "fluctuated_spectra.npy", "cwt-clean.png", "cwt-fluctuations.png"):
         assert (out / "toys" / name).is_file(), name
 

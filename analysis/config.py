@@ -230,7 +230,7 @@ class BaselinesConfig(StrictModel):
     n_pseudo: int = Field(2000, ge=10, le=1_000_000, description="BumpHunter background-only pseudo-experiments")
     width_min: int = Field(2, ge=1, description="narrowest BumpHunter window (bins)")
     width_max: int | None = Field(None, ge=1, description="widest window (bins; null: a quarter of the range)")
-    mjj_min: float = Field(660.0, ge=0, description="lower edge of the searched m_jj range (GeV)")
+    mjj_min: float = Field(760.0, ge=0, description="lower edge of the searched m_jj range (GeV): above the selection turn-on")
     mjj_max: float = Field(1500.0, gt=0, description="upper edge of the searched m_jj range (GeV)")
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,16 +176,21 @@ def stage_key(config: AnalysisConfig, name: str) -> str | None:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _state(out_dir: Path) -> dict[str, str]:
+def _state(out_dir: Path) -> dict[str, dict[str, str]]:
     path = out_dir / STATE_FILE
     try:
-        return json.loads(path.read_text()) if path.is_file() else {}
+        data = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, json.JSONDecodeError):
-        return {}  # an unreadable state only costs recomputation
+        data = {}  # an unreadable state only costs recomputation
+    return {"done": dict(data.get("done", {})), "started": dict(data.get("started", {}))}
 
 
 def run_chain(ctx: RunContext, stages: list[str] | None = None) -> None:
-    """Run the stages in order, reusing unchanged finished ones; timings go to run.json."""
+    """Run the stages in order, reusing unchanged finished ones; timings go to run.json.
+
+    A stage that must run starts from an empty directory, unless ``--resume`` and it was
+    interrupted with the same inputs (then its finished parts are kept).
+    """
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     ctx.record.write()
     names = stages or list(ctx.config.stages)
@@ -192,16 +198,20 @@ def run_chain(ctx: RunContext, stages: list[str] | None = None) -> None:
     for number, name in enumerate(names, 1):
         key = stage_key(ctx.config, name)
         head = f"[{number}/{len(names)} {name}]"
-        if name in _OUTPUTS and state.get(name) == key and (ctx.out_dir / _OUTPUTS[name]).is_file():
+        output = ctx.out_dir / _OUTPUTS[name] if name in _OUTPUTS else None
+        if output is not None and state["done"].get(name) == key and output.is_file():
             ctx.say(f"{head} unchanged since its last run: reused")
             ctx.record.add(reused=[*ctx.record.data.get("reused", []), name])
             continue
+        if output is not None and not (ctx.options.resume and state["started"].get(name) == key):
+            shutil.rmtree(ctx.out_dir / _OUTPUTS[name].split("/")[0], ignore_errors=True)
         ctx.say(f"{head} ...")
-        state.pop(name, None)
+        state["done"].pop(name, None)
+        state["started"][name] = key
         write_json(ctx.out_dir / STATE_FILE, state)
         with ctx.record.stage(name):
             summary = STAGES[name](ctx)
         if key is not None:
-            state[name] = key
+            state["done"][name] = key
             write_json(ctx.out_dir / STATE_FILE, state)
         ctx.say(f"{head} {summary} ({ctx.record.data['timings_s'][name]:.1f} s)")

@@ -1,0 +1,394 @@
+"""Adjacent-bin PFN scan (design section 4): random samples, mass bins, one PFN per bin pair.
+
+For every sample size and sample index, a reproducible random sample of the background events
+(seed from (run seed, size, sample)) gets the injected events added (drawn from the injection
+pool with the same kind of seed), its events are split into the m_jj bins, and for every
+adjacent bin pair a PFN learns to tell the two bins' jets apart; its AUC on held-out jets is
+recorded. Each training's seed derives from (run seed, size, sample, pair) alone, so trainings
+can run in any order, on any device, and an interrupted scan resumes to the identical result.
+Every finished training is a small JSON under ``checkpoints/`` (written atomically).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from analysis.atomic import write_json
+from analysis.config import AnalysisConfig, InjectionConfig
+from analysis.errors import ConfigError, InputError
+from analysis.pfn_inputs import preprocess_awkward
+from models.batches import PackedJets
+
+CHECKPOINTS = "checkpoints"
+KINDS = ("none", "resonance", "gluon_pairs")
+
+
+# -- events ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EventPool:
+    """Selected events, preprocessed: m_jj per event and the PFN inputs of all their jets."""
+
+    mjj: np.ndarray
+    jets: PackedJets  # jets in event order
+    jet_offsets: np.ndarray  # event e owns jets jet_offsets[e]:jet_offsets[e + 1]
+
+    def __len__(self) -> int:
+        return len(self.mjj)
+
+    def jet_index(self, events: np.ndarray) -> np.ndarray:
+        """Indices of the jets of ``events``."""
+        counts = np.diff(self.jet_offsets)[events]
+        starts = np.repeat(self.jet_offsets[events] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+        return starts + np.arange(int(counts.sum()))
+
+    @staticmethod
+    def from_columns(columns: ak.Array) -> EventPool:
+        """From the processor's columnar events (mjj; jets with phi and constituents)."""
+        jets = ak.flatten(columns.jets, axis=1)
+        n_const = ak.to_numpy(ak.num(jets.constituents, axis=1))
+        if len(n_const) and n_const.min() < 1:
+            raise InputError(f"{int((n_const < 1).sum())} selected jets have no constituents")
+        packed = preprocess_awkward(jets.constituents, jets.phi)
+        per_event = ak.to_numpy(ak.num(columns.jets, axis=1))
+        offsets = np.concatenate([[0], np.cumsum(per_event)]).astype(np.int64)
+        return EventPool(ak.to_numpy(columns.mjj).astype(np.float64), packed, offsets)
+
+
+def load_processed(directory: Path) -> tuple[dict[str, ak.Array], dict[str, dict[str, Any]]]:
+    """Columns and fileset metadata of every dataset of a processing directory (or its events/)."""
+    directory = Path(directory)
+    if not (directory / "cutflow.json").is_file() and (directory.parent / "cutflow.json").is_file():
+        directory = directory.parent
+    cutflow_path = directory / "cutflow.json"
+    try:
+        cutflow = json.loads(cutflow_path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{cutflow_path}: not found (--events must be a `process` output directory)") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{cutflow_path}: unreadable ({exc})") from None
+    columns, metadata = {}, {}
+    for name, entry in cutflow.get("datasets", {}).items():
+        path = directory / entry["events"]
+        try:
+            columns[name] = ak.from_parquet(path)
+        except Exception as exc:
+            raise InputError(f"{path}: cannot read the events ({type(exc).__name__}: {exc})") from None
+        if "constituents" not in ak.fields(columns[name].jets):
+            raise InputError(f"{path}: jets have no constituents (the PFN scan needs PF candidates)")
+        metadata[name] = entry.get("metadata", {})
+    if not columns:
+        raise InputError(f"{cutflow_path}: lists no datasets")
+    return columns, metadata
+
+
+@dataclass
+class ScanInputs:
+    """The background events, the injection pool and what describes them."""
+
+    background: EventPool
+    pool: EventPool | None
+    kind: str
+    mass: float | None
+    fingerprint: str
+
+
+def scan_inputs(columns: dict[str, ak.Array], metadata: dict[str, dict[str, Any]], cfg: AnalysisConfig, kind: str) -> ScanInputs:
+    """Background and pool for ``kind`` with the processor's injection rules (analysis.injection)."""
+    from analysis.injection import BACKGROUND_PROCESS, plan_injection
+
+    if kind == "none":
+        names = [d for d, m in metadata.items() if m.get("process", BACKGROUND_PROCESS) == BACKGROUND_PROCESS]
+        if not names:
+            raise InputError(f"no dataset with metadata process: {BACKGROUND_PROCESS} among {sorted(metadata)}")
+        background = names[0] if len(names) == 1 else None
+        bg = columns[background] if background else ak.concatenate([columns[d] for d in names])
+        pool, mass = None, None
+    else:
+        inj_cfg = InjectionConfig(**{**cfg.injection.model_dump(), "kind": kind, "sizes": []})
+        plan = plan_injection(columns, metadata, inj_cfg, cfg.histograms, cfg.seed)
+        if plan.background is None or plan.pool is None:
+            raise InputError(f"cannot inject {kind}: {plan.note}")
+        bg, pool = plan.background, plan.pool
+        mass = None
+        if kind == "resonance":
+            masses = {metadata[d].get("mass") for d in plan.pool_datasets}
+            mass = float(masses.pop()) if len(masses) == 1 and None not in masses else cfg.injection.mass
+    digest = hashlib.sha256()
+    for arr in (bg, pool):
+        if arr is not None:
+            digest.update(np.ascontiguousarray(ak.to_numpy(arr.mjj), dtype=np.float64).tobytes())
+    return ScanInputs(
+        EventPool.from_columns(bg), None if pool is None else EventPool.from_columns(pool), kind, mass,
+        digest.hexdigest()[:16],
+    )  # fmt: skip
+
+
+# -- the plan: seeds, samples, bins ----------------------------------------------------------
+@dataclass(frozen=True)
+class ScanSetup:
+    """Everything that determines the AUCs of a scan."""
+
+    seed: int
+    sizes: tuple[int, ...]
+    n_samples: int
+    bin_edges: tuple[float, ...]
+    kind: str = "none"
+    n_inject: int = 0
+    mass: float | None = None
+    train_jets: int = 12000
+    test_jets: int = 3000
+    reference_events: int = 50000
+    min_jets_per_bin: int = 600
+    settings: dict[str, Any] = field(default_factory=dict)  # models.training.TrainSettings fields
+    pairs: tuple[tuple[int, int], ...] | None = None  # train only these pairs (None: every kept pair)
+
+    def key(self, fingerprint: str) -> str:
+        """Hash of what a checkpoint's AUC depends on (except its own size/sample/pair)."""
+        data = {k: v for k, v in asdict(self).items() if k not in ("sizes", "n_samples", "pairs")}
+        return hashlib.sha256(json.dumps([data, fingerprint], sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Task:
+    size: int
+    sample: int
+    pair: tuple[int, int]
+
+    @property
+    def name(self) -> str:
+        return f"size{self.size}_sample{self.sample:04d}_pair{self.pair[0]}-{self.pair[1]}"
+
+
+def sample_seed(seed: int, size: int, sample: int, stream: int = 0) -> np.random.SeedSequence:
+    """The seed of one sample's draw (stream 0: background, 1: injection)."""
+    return np.random.SeedSequence([seed, size, sample, stream])
+
+
+def training_seed(seed: int, task: Task) -> int:
+    """A training's seed, from the run seed and (size, sample, pair) only."""
+    ss = np.random.SeedSequence([seed, task.size, task.sample, 1000 + task.pair[0], 1000 + task.pair[1]])
+    return int(ss.generate_state(1, dtype=np.uint32)[0] % 2**31)
+
+
+def draw_sample(setup: ScanSetup, inputs: ScanInputs, size: int, sample: int) -> tuple[np.ndarray, np.ndarray]:
+    """Background event indices and injected pool event indices of one sample."""
+    if size > len(inputs.background):
+        raise ConfigError(f"scan.sizes: {size} events per sample, but the background holds {len(inputs.background)}")
+    events = np.sort(np.random.default_rng(sample_seed(setup.seed, size, sample, 0)).choice(len(inputs.background), size, replace=False))
+    injected = np.zeros(0, dtype=np.int64)
+    if setup.n_inject:
+        if inputs.pool is None or setup.n_inject > len(inputs.pool):
+            have = 0 if inputs.pool is None else len(inputs.pool)
+            raise ConfigError(f"--inject {setup.kind}:{setup.n_inject}: the injection pool holds {have} events")
+        rng = np.random.default_rng(sample_seed(setup.seed, size, sample, 1))
+        injected = np.sort(rng.choice(len(inputs.pool), setup.n_inject, replace=False))
+    return events, injected
+
+
+def bin_of(mjj: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
+    """Bin index of each m_jj (-1 outside the edges; bins are [low, high))."""
+    idx = np.searchsorted(np.asarray(edges), mjj, side="right") - 1
+    idx[(idx < 0) | (idx >= len(edges) - 1)] = -1
+    return idx
+
+
+def kept_pairs(setup: ScanSetup, inputs: ScanInputs, size: int, warn: Callable[[str], None]) -> list[tuple[int, int]]:
+    """Adjacent bin pairs of one size whose bins both expect enough jets per sample."""
+    n_bins = len(setup.bin_edges) - 1
+    bins = bin_of(inputs.background.mjj, setup.bin_edges)
+    jets_per_event = np.diff(inputs.background.jet_offsets)
+    expected = np.bincount(bins[bins >= 0], jets_per_event[bins >= 0], minlength=n_bins) * size / len(inputs.background)
+    cutoff = setup.min_jets_per_bin * size / setup.reference_events
+    low = [b for b in range(n_bins) if expected[b] < cutoff]
+    for b in low:
+        warn(
+            f"size {size}: bin {b} ({setup.bin_edges[b]:g}-{setup.bin_edges[b + 1]:g} GeV) expects "
+            f"{expected[b]:.0f} jets per sample, fewer than {cutoff:.0f}: dropped"
+        )  # fmt: skip
+    kept = [(b, b + 1) for b in range(n_bins - 1) if b not in low and b + 1 not in low]
+    return kept if setup.pairs is None else [p for p in kept if p in setup.pairs]
+
+
+def pair_data(setup: ScanSetup, inputs: ScanInputs, task: Task) -> tuple[PackedJets, np.ndarray]:
+    """Jets of the task's two bins (background sample + injected events), labels 0 / 1."""
+    events, injected = draw_sample(setup, inputs, task.size, task.sample)
+    parts, labels = [], []
+    for label, b in enumerate(task.pair):
+        for pool, chosen in ((inputs.background, events), (inputs.pool, injected)):
+            if pool is None or not len(chosen):
+                continue
+            in_bin = chosen[bin_of(pool.mjj[chosen], setup.bin_edges) == b]
+            jets = pool.jets.take(pool.jet_index(in_bin))
+            parts.append(jets)
+            labels.append(np.full(len(jets), label, dtype=np.int64))
+    return PackedJets.concatenate(parts), np.concatenate(labels)
+
+
+def run_task(setup: ScanSetup, inputs: ScanInputs, task: Task, parallel: tuple[Any, int] | None = None) -> dict[str, Any]:
+    """Train the PFN of one (size, sample, pair) and return its checkpoint record."""
+    from models.training import TrainSettings, split_pair, train_and_score
+
+    jets, labels = pair_data(setup, inputs, task)
+    seed = training_seed(setup.seed, task)
+    scale = task.size / setup.reference_events
+    n_train = max(2, round(setup.train_jets * scale))
+    n_test = max(2, round(setup.test_jets * scale))
+    split = split_pair(len(labels), n_train, n_test, np.random.default_rng([seed, 7]))
+    if len(np.unique(labels[split.test])) < 2:
+        raise InputError(f"{task.name}: the test jets hold only one bin; use larger samples")
+    settings = TrainSettings(**setup.settings)
+    auc = train_and_score(
+        jets.take(split.train), labels[split.train], jets.take(split.val), labels[split.val],
+        jets.take(split.test), labels[split.test], settings, seed, *(parallel or (None, 1)),
+    )  # fmt: skip
+    return {
+        "size": task.size, "sample": task.sample, "bins": list(task.pair), "seed": seed, "auc": auc,
+        "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
+    }  # fmt: skip
+
+
+# -- running, checkpoints, results -----------------------------------------------------------
+def _read_checkpoints(directory: Path, key: str) -> dict[str, dict[str, Any]]:
+    done = {}
+    for path in sorted(directory.glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # never trust a damaged record: the training reruns
+        if record.get("key") != key:
+            raise ConfigError(
+                f"{path}: checkpoint of a different scan setup (seed, bins, training, injection or events "
+                "changed); rerun without --resume or use another --out"
+            )  # fmt: skip
+        done[path.stem] = record
+    return done
+
+
+def run_scan(
+    setup: ScanSetup, inputs: ScanInputs, out_dir: Path, resume: bool = False, quiet: bool = False,
+    devices: list[str] | None = None, data_parallel: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """Run (or finish, with ``resume``) a scan; write checkpoints, auc_scan.json and the plot."""
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / CHECKPOINTS
+    key = setup.key(inputs.fingerprint)
+    if resume:
+        done = _read_checkpoints(ckpt_dir, key) if ckpt_dir.is_dir() else {}
+    else:
+        for path in ckpt_dir.glob("*.json") if ckpt_dir.is_dir() else []:
+            path.unlink()
+        done = {}
+
+    def warn(message: str) -> None:
+        warnings.warn(message, stacklevel=2)
+        if not quiet:
+            print(f"warning: {message}", file=sys.stderr)
+
+    pairs = {size: kept_pairs(setup, inputs, size, warn) for size in setup.sizes}
+    for size in setup.sizes:
+        draw_sample(setup, inputs, size, 0)  # fail early on too large sizes or injections
+    tasks = [Task(s, k, p) for s in setup.sizes for k in range(setup.n_samples) for p in pairs[s]]
+    todo = [t for t in tasks if t.name not in done]
+    _train_tasks(setup, inputs, todo, ckpt_dir, key, done, quiet, devices, data_parallel)
+    result = assemble(setup, inputs, tasks, done, pairs)
+    write_json(out_dir / "auc_scan.json", result)
+    from analysis.plots import save
+    from analysis.scan_plots import auc_figure
+
+    save(auc_figure(result), out_dir / "auc_scan.png")
+    return result
+
+
+def _train_tasks(
+    setup: ScanSetup, inputs: ScanInputs, todo: list[Task], ckpt_dir: Path, key: str,
+    done: dict[str, dict[str, Any]], quiet: bool, devices: list[str] | None, data_parallel: bool,
+) -> None:  # fmt: skip
+    from tqdm import tqdm
+
+    if not todo:
+        return
+    bar = tqdm(total=len(todo), desc="PFN trainings", unit="training", disable=quiet, file=sys.stderr)
+
+    def record(task: Task, rec: dict[str, Any]) -> None:
+        rec["key"] = key
+        write_json(ckpt_dir / f"{task.name}.json", rec)
+        done[task.name] = rec
+        bar.set_postfix_str(f"{task.size}/{task.sample}/{task.pair[0]}-{task.pair[1]} AUC {rec['auc']:.3f}")
+        bar.update(1)
+
+    try:
+        if setup.settings.get("backend") == "energyflow" or data_parallel:
+            # EnergyFlow seeds through global state; data-parallel uses every device per training
+            parallel = None
+            if data_parallel and setup.settings.get("backend") != "energyflow":
+                from models.devices import data_parallel as make_strategy
+
+                parallel = make_strategy(devices)
+            for task in todo:
+                record(task, run_task(setup, inputs, task, parallel))
+            return
+        from models.devices import run_on_devices, training_devices
+
+        devices = devices or training_devices()
+        for task, rec, _device in run_on_devices(todo, lambda t: run_task(setup, inputs, t), devices):
+            record(task, rec)
+    finally:
+        bar.close()
+
+
+def assemble(
+    setup: ScanSetup, inputs: ScanInputs, tasks: list[Task], done: dict[str, dict[str, Any]],
+    pairs: dict[int, list[tuple[int, int]]],
+) -> dict[str, Any]:  # fmt: skip
+    """``auc_scan.json`` (design section 4) from the finished trainings."""
+    sizes = []
+    for size in setup.sizes:
+        entries = []
+        for pair in pairs[size]:
+            aucs = [done[Task(size, k, pair).name]["auc"] for k in range(setup.n_samples)]
+            std = float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0
+            entries.append({"bins": list(pair), "aucs": aucs, "auc_mean": float(np.mean(aucs)), "auc_std": std})
+        sizes.append({"events": size, "n_samples": setup.n_samples, "pairs": entries})
+    return {
+        "bin_edges": list(setup.bin_edges),
+        "seed": setup.seed,
+        "injection": {"kind": setup.kind, "n_events": setup.n_inject, "mass": setup.mass},
+        "sizes": sizes,
+    }
+
+
+def setup_from_config(cfg: AnalysisConfig, inputs: ScanInputs, n_inject: int, sizes: list[int] | None = None,
+                      n_samples: int | None = None, epochs: int | None = None) -> ScanSetup:  # fmt: skip
+    """The scan setup of a config, with command-line overrides."""
+    sc = cfg.scan
+    settings = {
+        "phi_sizes": list(sc.phi_sizes), "f_sizes": list(sc.f_sizes), "epochs": epochs or sc.epochs,
+        "batch_size": sc.batch_size, "learning_rate": sc.learning_rate, "backend": sc.backend,
+        "validate": sc.validate_each_epoch, "phi_dtype": sc.phi_dtype,
+    }  # fmt: skip
+    return ScanSetup(
+        seed=cfg.seed, sizes=tuple(sizes or sc.sizes), n_samples=n_samples or sc.n_samples,
+        bin_edges=tuple(float(e) for e in cfg.histograms.analysis_bins), kind=inputs.kind, n_inject=n_inject,
+        mass=inputs.mass if inputs.kind == "resonance" else None, train_jets=sc.train_jets, test_jets=sc.test_jets,
+        reference_events=sc.reference_events, min_jets_per_bin=sc.min_jets_per_bin, settings=settings,
+    )  # fmt: skip
+
+
+def parse_inject(text: str | None) -> tuple[str, int]:
+    """``KIND:N`` -> (kind, N); None -> ("none", 0)."""
+    if text is None:
+        return "none", 0
+    kind, _, n = text.partition(":")
+    if kind not in KINDS[1:] or not n.isdigit():
+        raise ConfigError(f"--inject {text!r}: expected resonance:N or gluon_pairs:N")
+    return kind, int(n)

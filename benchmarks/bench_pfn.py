@@ -1,0 +1,194 @@
+"""Training throughput (jets x epochs / s) of our packed PFN against energyflow.archs.PFN.
+
+Both train the same architecture with the same batch size on the same processed jets in the
+same run (their test AUCs must agree within statistical error); ratio = ours / EnergyFlow.
+EnergyFlow's PFN is trained as a user would: its own ``fit`` on zero-padded arrays (the
+settings of models.energyflow_pfn.train_energyflow_pfn, plus a timing callback).
+
+Timing, the same for both: the wall time of epochs 2..E of ``fit`` (training steps and the
+per-epoch validation), taken by an epoch callback; the first epoch, which holds the one-off
+graph tracing (and XLA compilation, if on), is left out. Each model is trained ``--repeats``
+times (2 with --quick, else 3), alternating ours / EnergyFlow, and its throughput is train
+jets / the median of all those epoch times (robust to other work on a shared machine). The
+full fits (model build, all epochs, compilation included; median over the repetitions) are
+reported too, as ``*_full_fit``. The headline is our PFN as configured by default (float32);
+a variant with Phi in mixed_bfloat16 (weights, F and optimiser in float32) is reported as
+``*_bf16``.
+Prints one JSON line, writes results/benchmarks/bench_pfn.json.
+
+  python benchmarks/bench_pfn.py --events results/process [--quick] [--jit auto|on|off] [--no-bf16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+TIMING = (
+    "median wall time of epochs 2..E of fit (training + per-epoch validation; the first epoch, with "
+    "tracing/compilation, excluded) over {repeats} alternating repetitions, identical for both models"
+)
+
+
+def epoch_timer(base: type) -> object:
+    """An epoch-timing callback for Keras 3 (``keras.callbacks.Callback``) or tf_keras."""
+
+    class EpochTimer(base):
+        def __init__(self) -> None:
+            super().__init__()
+            self.times: list[float] = []
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            self.times.append(time.perf_counter() - self.start)
+
+    return EpochTimer()
+
+
+def fit_energyflow(x_train, y_train, x_val, y_val, settings, seed: int, callback) -> object:
+    """energyflow.archs.PFN trained exactly as models.energyflow_pfn.train_energyflow_pfn does,
+    with ``callback`` passed to its fit."""
+    import contextlib
+    import io
+
+    import tf_keras
+    from energyflow.archs import PFN
+
+    from models.training import enable_determinism, one_hot
+
+    enable_determinism()
+    tf_keras.utils.set_random_seed(int(seed) % 2**31)
+    with contextlib.redirect_stdout(io.StringIO()):
+        pfn = PFN(
+            input_dim=x_train.shape[-1], Phi_sizes=tuple(settings.phi_sizes), F_sizes=tuple(settings.f_sizes),
+            optimizer=tf_keras.optimizers.Adam(learning_rate=settings.learning_rate), summary=False,
+        )  # fmt: skip
+    pfn.fit(
+        x_train, one_hot(y_train), epochs=settings.epochs, batch_size=settings.batch_size,
+        validation_data=(x_val, one_hot(y_val)), verbose=0, callbacks=[callback],
+    )  # fmt: skip
+    return pfn
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=Path, default=REPO / "results" / "default" / "process",
+                        help="a `process` output directory (cutflow.json, events/)")
+    parser.add_argument("--quick", action="store_true", help="small run (under two minutes)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="trainings of each model, alternating (default: 2 quick, 3 otherwise)")
+    parser.add_argument("--jit", choices=["auto", "on", "off"], default="auto", help="XLA for our PFN")
+    parser.add_argument("--no-bf16", action="store_true",
+                        help="skip the extra variant of ours with Phi in mixed_bfloat16 (*_bf16 keys)")
+    args = parser.parse_args()  # fmt: skip
+    repeats = max(1, args.repeats or (2 if args.quick else 3))
+
+    import awkward as ak
+    import keras
+    import tf_keras
+
+    from analysis.pfn_inputs import preprocess_awkward
+    from analysis.scan import load_processed
+    from models.batches import to_padded
+    from models.energyflow_pfn import predict_energyflow_pfn
+    from models.training import TrainSettings, auc, predict_pfn, train_pfn
+
+    columns, _ = load_processed(args.events)
+    events = ak.concatenate(list(columns.values()))
+    jets = ak.flatten(events.jets, axis=1)
+    n = min(len(jets), 6000 if args.quick else 30000)
+    packed = preprocess_awkward(jets.constituents[:n], jets.phi[:n])
+    # a physics label with a real answer: gluon- versus quark-matched jets
+    flavour = np.abs(ak.to_numpy(jets.partonFlavour[:n]))
+    use = np.flatnonzero((flavour == 21) | ((flavour >= 1) & (flavour <= 5)))
+    label = (flavour[use] == 21).astype(int)
+    packed = packed.take(use)
+    n = len(use)
+    n_train, n_test = int(0.7 * n), int(0.2 * n)
+    tr, te, va = np.arange(n_train), np.arange(n_train, n_train + n_test), np.arange(n_train + n_test, n)
+    jit = {"auto": "auto", "on": True, "off": False}[args.jit]
+    settings = TrainSettings(epochs=4 if args.quick else 10, batch_size=500, jit_compile=jit)
+    variants = {"ours": settings}
+    if not args.no_bf16:
+        variants["ours_bf16"] = dataclasses.replace(settings, phi_dtype="mixed_bfloat16")
+    max_len = int(packed.counts.max())
+    x = to_padded(packed, max_len)
+    train_jets, val_jets, test_jets = packed.take(tr), packed.take(va), packed.take(te)
+
+    runs: dict[str, list[dict]] = {name: [] for name in [*variants, "energyflow"]}
+    xla = False
+    for _ in range(repeats):
+        for name, variant in variants.items():
+            timer = epoch_timer(keras.callbacks.Callback)
+            start = time.perf_counter()
+            model = train_pfn(train_jets, label[tr], variant, 1, val_jets, label[va], callbacks=[timer])
+            full = time.perf_counter() - start
+            probs, used = predict_pfn(model, test_jets)
+            runs[name].append({"epochs": timer.times, "full": full, "auc": auc(label[te][used], probs[:, 1])})
+            xla = bool(model.jit_compile)
+
+        timer = epoch_timer(tf_keras.callbacks.Callback)
+        start = time.perf_counter()
+        pfn = fit_energyflow(x[tr], label[tr], x[va], label[va], settings, 1, timer)
+        full = time.perf_counter() - start
+        score = auc(label[te], predict_energyflow_pfn(pfn, x[te])[:, 1])
+        runs["energyflow"].append({"epochs": timer.times, "full": full, "auc": score})
+
+    def steady(name: str) -> float:
+        return n_train / float(np.median([t for r in runs[name] for t in r["epochs"][1:]]))
+
+    def full_fit(name: str) -> float:
+        return n_train * settings.epochs / float(np.median([r["full"] for r in runs[name]]))
+
+    auc_ef = runs["energyflow"][0]["auc"]
+    # AUC statistical error (Hanley-McNeil) of the test set
+    n_pos, n_neg = int(label[te].sum()), int(len(te) - label[te].sum())
+    a = auc_ef
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    sigma = float(np.sqrt((a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)))
+    base, base_full = steady("energyflow"), full_fit("energyflow")
+    result = {
+        "name": "bench_pfn", "value": round(steady("ours"), 1), "unit": "jets*epochs/s",
+        "baseline": round(base, 1), "ratio": round(steady("ours") / base, 3),
+        "baseline_name": "energyflow.archs.PFN (padded, tf_keras)", "timing": TIMING.format(repeats=repeats),
+        "value_full_fit": round(full_fit("ours"), 1), "baseline_full_fit": round(base_full, 1),
+        "ratio_full_fit": round(full_fit("ours") / base_full, 3),
+    }  # fmt: skip
+    for name in variants:
+        key = name.removeprefix("ours")
+        auc_ours = runs[name][0]["auc"]
+        if key:
+            result[f"value{key}"], result[f"ratio{key}"] = round(steady(name), 1), round(steady(name) / base, 3)
+            result[f"ratio_full_fit{key}"] = round(full_fit(name) / base_full, 3)
+        result[f"auc_ours{key}"] = round(auc_ours, 4)
+        result[f"aucs_agree{key}"] = bool(abs(auc_ours - auc_ef) < 3 * np.sqrt(2) * sigma)
+        result[f"reproducible{key}"] = all(r["auc"] == auc_ours for r in runs[name])
+    result.update({
+        "auc_energyflow": round(auc_ef, 4), "auc_sigma": round(sigma, 4),
+        "first_epoch_s": {k: round(float(np.median([r["epochs"][0] for r in v])), 2) for k, v in runs.items()},
+        "steady_epoch_s": {k: [round(float(np.mean(r["epochs"][1:])), 3) for r in v] for k, v in runs.items()},
+        "xla": xla, "phi_dtype": settings.phi_dtype, "train_jets": n_train, "epochs": settings.epochs,
+        "batch_size": settings.batch_size, "mean_constituents": round(float(packed.counts.mean()), 2),
+        "padded_to": max_len, "load_avg_1min": round(os.getloadavg()[0], 2), "quick": args.quick,
+    })  # fmt: skip
+    from analysis.atomic import write_json
+
+    write_json(REPO / "results" / "benchmarks" / "bench_pfn.json", result)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,181 @@
+"""Particle Flow Network (Komiske, Metodiev, Thaler) in Keras 3, computed on packed jets.
+
+The per-particle network Phi runs on the flat list of all constituents of a batch (no padding
+to the longest jet), the latent sum per jet is a ``keras.ops.segment_sum`` over jet indices,
+and F maps the summed latent vector to two softmax classes. Only ``keras.layers`` and
+``keras.ops`` are used, so the model runs on the TensorFlow backend (optionally XLA-compiled)
+and on JAX.
+
+A batch is ``{"particles": (G, P, n_features), "segments": (G, P) int32, "jets": (G, B)}``:
+G groups (one per data-parallel replica; 1 otherwise) of B jets whose P constituent slots
+carry, in ``segments``, the index of their jet inside the group, or B for padding slots
+(dropped by the sum). Segments never decrease along a group (jets in order, padding last;
+:func:`models.batches.pack_batch` packs them so), which lets the sum use the sorted segment
+kernel. The output is (G * B, 2), in group order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+DEFAULT_PHI = (100, 100, 128)
+DEFAULT_F = (100, 100, 100)
+
+
+def _initializer(seed: int, index: int) -> keras.initializers.Initializer:
+    """He-uniform (EnergyFlow's default) with an explicit seed: no global random state used."""
+    return keras.initializers.HeUniform(seed=int((seed * 1000003 + index) % 2**31))
+
+
+def resolve_jit(jit_compile: bool | str) -> bool:
+    """XLA or not: ``"auto"`` compiles with XLA on JAX and on TensorFlow with an accelerator,
+    not on a CPU-only TensorFlow (there XLA's compile time, about a second per batch shape,
+    outweighs its per-step gain over oneDNN kernels for trainings of this size)."""
+    if jit_compile != "auto":
+        return bool(jit_compile)
+    if keras.backend.backend() == "jax":
+        return True
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return any(d.device_type != "CPU" for d in tf.config.list_physical_devices())
+
+
+def softmax(logits: object) -> object:
+    """Softmax over the last axis from elementary ops (oneDNN's softmax kernel costs about a
+    millisecond per call at this size); like Keras' own softmax activation, it hands the
+    logits to the cross-entropy loss, which then works on them directly."""
+    e = ops.exp(logits - ops.max(logits, axis=-1, keepdims=True))
+    out = e / ops.sum(e, axis=-1, keepdims=True)
+    with contextlib.suppress(AttributeError):  # not on C-type tensors
+        out._keras_logits = logits
+    return out
+
+
+class PackedPFN(keras.Model):
+    """PFN on packed constituents: Phi on real particles only, segment sum, F, softmax."""
+
+    def __init__(
+        self,
+        phi_sizes: Sequence[int] = DEFAULT_PHI,
+        f_sizes: Sequence[int] = DEFAULT_F,
+        n_classes: int = 2,
+        seed: int = 0,
+        phi_dtype: str = "float32",
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.phi_dtype = phi_dtype
+        self.phi_sizes = tuple(int(s) for s in phi_sizes)
+        self.f_sizes = tuple(int(s) for s in f_sizes)
+        self.n_classes = int(n_classes)
+        self.seed = int(seed)
+        self.phi_layers = [
+            layers.Dense(s, activation="relu", kernel_initializer=_initializer(seed, i), name=f"phi_{i}",
+                         dtype=phi_dtype)
+            for i, s in enumerate(self.phi_sizes)
+        ]
+        n = len(self.phi_sizes)
+        self.f_layers = [
+            layers.Dense(s, activation="relu", kernel_initializer=_initializer(seed, n + i), name=f"f_{i}")
+            for i, s in enumerate(self.f_sizes)
+        ]
+        self.out_layer = layers.Dense(
+            self.n_classes, name="output",
+            kernel_initializer=keras.initializers.GlorotUniform(seed=int((seed * 7919 + 17) % 2**31)),
+        )  # fmt: skip
+
+    # Keras switches XLA off whenever TensorFlow op determinism is on, since some ops have no
+    # deterministic XLA kernel; this model's (dense layers, a segment sum) all have one.
+    @property
+    def jit_compile(self) -> bool:
+        return bool(self._jit_compile)
+
+    @jit_compile.setter
+    def jit_compile(self, value: bool) -> None:
+        self._jit_compile = bool(value)
+
+    def _segment_sum(self, x: object, ids: object, num_segments: object) -> object:
+        if keras.backend.backend() == "tensorflow" and not self.jit_compile:
+            # the sorted kernel (its gradient is a plain gather); the ids end at num_segments - 1
+            return ops.segment_sum(x, ids, sorted=True)
+        return ops.segment_sum(x, ids, num_segments=num_segments, sorted=keras.backend.backend() != "tensorflow")
+
+    def latent(self, inputs: dict) -> object:
+        """The summed Phi outputs of every jet, shape (G * B, latent)."""
+        particles, segments, jets = inputs["particles"], inputs["segments"], inputs["jets"]
+        n_groups = ops.shape(particles)[0]
+        n_jets = ops.shape(jets)[1]
+        n_features = ops.shape(particles)[2]
+        n_segments = n_groups * (n_jets + 1)  # one spare segment per group takes its padding slots
+        # jet index across groups, plus one padding slot in the last spare segment, so that the
+        # ids always end at n_segments - 1 (Phi of that slot costs one row)
+        offsets = ops.arange(n_groups, dtype="int32")[:, None] * (n_jets + 1)
+        ids = ops.concatenate(
+            [ops.reshape(ops.cast(segments, "int32") + offsets, (-1,)), ops.reshape(n_segments - 1, (1,))], axis=0
+        )  # fmt: skip
+        x = ops.concatenate([ops.reshape(particles, (-1, n_features)), ops.zeros((1, n_features), particles.dtype)], 0)
+        for layer in self.phi_layers:
+            x = layer(x)
+        summed = self._segment_sum(ops.cast(x, "float32"), ids, n_segments)
+        width = self.phi_sizes[-1]
+        summed = ops.slice(ops.reshape(summed, (n_groups, n_jets + 1, width)), (0, 0, 0), (n_groups, n_jets, width))
+        return ops.reshape(summed, (n_groups * n_jets, width))
+
+    def call(self, inputs: dict) -> object:
+        x = self.latent(inputs)
+        for layer in self.f_layers:
+            x = layer(x)
+        return softmax(self.out_layer(x))
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(), "phi_sizes": list(self.phi_sizes), "f_sizes": list(self.f_sizes),
+            "n_classes": self.n_classes, "seed": self.seed, "phi_dtype": self.phi_dtype,
+        }  # fmt: skip
+
+
+def build_pfn(
+    n_features: int,
+    phi_sizes: Sequence[int] = DEFAULT_PHI,
+    f_sizes: Sequence[int] = DEFAULT_F,
+    seed: int = 0,
+    learning_rate: float = 1e-3,
+    jit_compile: bool | str = "auto",
+    phi_dtype: str = "float32",
+) -> PackedPFN:
+    """A compiled packed PFN (Adam, categorical cross-entropy, as EnergyFlow's PFN);
+    ``jit_compile``: XLA or not (``"auto"``: see :func:`resolve_jit`)."""
+    jit = resolve_jit(jit_compile)
+    model = PackedPFN(phi_sizes, f_sizes, seed=seed, phi_dtype=phi_dtype)
+    model.jit_compile = jit  # before the first call, which picks the segment-sum kernel
+    model(example_batch(n_features))  # create the weights
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=jit,
+    )  # fmt: skip
+    return model
+
+
+def example_batch(n_features: int) -> dict[str, np.ndarray]:
+    """A one-jet, one-particle batch (builds the weights)."""
+    return {
+        "particles": np.ones((1, 1, n_features), dtype="float32"),
+        "segments": np.zeros((1, 1), dtype="int32"),
+        "jets": np.ones((1, 1), dtype="float32"),
+    }
+
+
+def dense_weights(model: PackedPFN) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, np.ndarray]]]:
+    """(kernel, bias) of the Phi layers and of the F layers plus the output layer, as numpy."""
+    phi = [(np.asarray(layer.kernel), np.asarray(layer.bias)) for layer in model.phi_layers]
+    f = [(np.asarray(layer.kernel), np.asarray(layer.bias)) for layer in [*model.f_layers, model.out_layer]]
+    return phi, f

@@ -1,0 +1,260 @@
+"""Seeded training of one PFN classifier and its held-out AUC.
+
+Every random choice of a training (weight initialisation, the per-epoch shuffle) comes from
+the training's own seed, never from global random state, and TensorFlow runs with op
+determinism: the same seed gives the same AUC bit for bit, in any process, thread or order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from models.batches import PackedBatches, PackedJets, batch_order, pack_batches, round_up, to_padded
+from models.pfn import DEFAULT_F, DEFAULT_PHI, PackedPFN, build_pfn
+
+_DETERMINISM = False
+
+
+def enable_determinism() -> None:
+    """Deterministic TensorFlow kernels (once per process; harmless on other backends)."""
+    global _DETERMINISM
+    if _DETERMINISM:
+        return
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+        tf.get_logger().setLevel("ERROR")  # every new model retraces: not a problem here
+    _DETERMINISM = True
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Architecture and optimisation of one training (EnergyFlow's PFN defaults)."""
+
+    phi_sizes: Sequence[int] = DEFAULT_PHI
+    f_sizes: Sequence[int] = DEFAULT_F
+    epochs: int = 10
+    batch_size: int = 500
+    learning_rate: float = 1e-3
+    backend: str = "ours"  # "ours" (packed Keras 3 PFN) or "energyflow" (energyflow.archs.PFN)
+    validate: bool = True  # evaluate the validation split after every epoch, as the reference
+    phi_dtype: str = "float32"  # or "mixed_bfloat16"
+    jit_compile: bool | str = "auto"  # XLA: True, False or "auto" (models.pfn.resolve_jit)
+
+
+class JetBatches(keras.utils.PyDataset):
+    """Packed batches of labelled jets for ``epochs`` epochs, reshuffled every epoch from
+    ``seed`` (None: one epoch in fixed order).
+
+    Item i is batch i % n of epoch i // n (n batches per epoch): a pure function of i, so
+    Keras' prefetching cannot mix epochs (fit with ``steps_per_epoch=batches_per_epoch``).
+    With ``fixed_shapes`` (for XLA, which compiles every new shape) the constituent slots of a
+    batch are the largest group total over all epochs of batches of its length, so a training
+    sees at most two shapes (full batches and the one partial batch); without, every batch
+    has exactly the slots its jets need. The partial batch comes first, so that Keras' input
+    signature leaves both dimensions open.
+
+    :meth:`dataset` (all epochs) and :meth:`packed` (the first epoch, packed once) serve the
+    same items as a ``tf.data.Dataset``, a whole epoch packed at a time: far less overhead per
+    batch than Keras' adapter for a PyDataset.
+    """
+
+    def __init__(
+        self, jets: PackedJets, labels: np.ndarray | None, batch_size: int,
+        seed: int | None = None, n_groups: int = 1, epochs: int = 1, fixed_shapes: bool = True,
+    ) -> None:  # fmt: skip
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.jets, self.labels, self.n_groups = jets, labels, n_groups
+        self.offsets = jets.offsets
+        self.epochs = [self._order(batch_size, seed, e) for e in range(epochs if seed is not None else 1)]
+        self.batches_per_epoch = len(self.epochs[0])
+        self.caps: dict[int, int] = {}
+        for batches in self.epochs if fixed_shapes else []:
+            for batch in batches:
+                size = len(batch) // n_groups
+                totals = jets.counts[batch[: size * n_groups]].reshape(n_groups, size).sum(axis=1)
+                self.caps[len(batch)] = max(self.caps.get(len(batch), 0), round_up(int(totals.max())))
+
+    def _order(self, batch_size: int, seed: int | None, epoch: int) -> list[np.ndarray]:
+        rng = None if seed is None else np.random.default_rng([seed, epoch])
+        batches = batch_order(len(self.jets), batch_size, self.n_groups, rng)
+        if len(batches) > 1 and len(batches[-1]) != len(batches[0]):
+            batches = [batches[-1], *batches[:-1]]  # the partial batch first
+        return batches
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch * len(self.epochs)
+
+    def _pack(self, batches: list[np.ndarray]) -> PackedBatches:
+        if self.caps:
+            return pack_batches(self.jets, self.offsets, batches, self.n_groups, [self.caps[len(b)] for b in batches])
+        return pack_batches(self.jets, self.offsets, batches, self.n_groups, multiple=1)
+
+    def _labels(self, batches: list[np.ndarray]) -> np.ndarray:
+        """Labels of the jets the packed ``batches`` hold, in order."""
+        return self.labels[np.concatenate([b[: len(b) // self.n_groups * self.n_groups] for b in batches])]
+
+    def __getitem__(self, index: int) -> tuple:
+        batch = self.epochs[index // self.batches_per_epoch][index % self.batches_per_epoch]
+        x = self._pack([batch]).batch(0, self.n_groups)
+        return (x,) if self.labels is None else (x, self._labels([batch]))
+
+    def used_jets(self) -> np.ndarray:
+        """Indices of the jets of the first epoch's batches, matching ``predict`` output rows."""
+        return np.concatenate([b[: len(b) // self.n_groups * self.n_groups] for b in self.epochs[0]])
+
+    def _epoch(self, epoch: int) -> tuple[np.ndarray, ...]:
+        batches = self.epochs[epoch]
+        packed = self._pack(batches)
+        labels = self._labels(batches) if self.labels is not None else np.zeros((0, 2))
+        return packed.particles, packed.segments, labels.astype(np.float32), packed.slots, packed.jets
+
+    def _cut(self, tf: object) -> object:
+        """tf.data function: the dataset of the batches of one packed epoch."""
+        groups, n_features, labelled = self.n_groups, self.jets.features.shape[1], self.labels is not None
+
+        def batches(particles, segments, labels, slots, jets) -> object:
+            def batch(b: object) -> tuple:
+                s0, s1, j0, j1 = slots[b], slots[b + 1], jets[b], jets[b + 1]
+                x = {
+                    "particles": tf.reshape(particles[s0:s1], (groups, -1, n_features)),
+                    "segments": tf.reshape(segments[s0:s1], (groups, -1)),
+                    "jets": tf.ones((groups, (j1 - j0) // groups), tf.float32),
+                }
+                return (x, labels[j0:j1]) if labelled else (x,)
+
+            return tf.data.Dataset.range(self.batches_per_epoch).map(batch)
+
+        return batches
+
+    def dataset(self) -> object:
+        """All items as a ``tf.data.Dataset``, each epoch packed (in tf.data's background
+        thread) when it is reached; self without TensorFlow."""
+        try:
+            import tensorflow as tf
+        except ImportError:
+            return self
+        n_features = self.jets.features.shape[1]
+        signature = (
+            tf.TensorSpec((None, n_features), tf.float32), tf.TensorSpec((None,), tf.int32),
+            tf.TensorSpec((None, 2), tf.float32), tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None,), tf.int64),
+        )  # fmt: skip
+        epochs = lambda: (self._epoch(e) for e in range(len(self.epochs)))  # noqa: E731
+        dataset = tf.data.Dataset.from_generator(epochs, output_signature=signature).flat_map(self._cut(tf))
+        return dataset.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(2)
+
+    def packed(self) -> object:
+        """The first epoch's items, packed once, as a ``tf.data.Dataset`` (for data iterated
+        every epoch in the same order, such as the validation jets); self without TensorFlow."""
+        try:
+            import tensorflow as tf
+        except ImportError:
+            return self
+        dataset = tf.data.Dataset.from_tensors(self._epoch(0)).flat_map(self._cut(tf))
+        return dataset.apply(tf.data.experimental.assert_cardinality(self.batches_per_epoch))
+
+
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    return np.eye(2, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
+
+
+def train_pfn(
+    train: PackedJets, y_train: np.ndarray, settings: TrainSettings, seed: int,
+    val: PackedJets | None = None, y_val: np.ndarray | None = None,
+    strategy: object | None = None, n_groups: int = 1, callbacks: Sequence | None = None,
+) -> PackedPFN:  # fmt: skip
+    """Train our packed PFN (labels 0/1); ``strategy`` (tf.distribute) splits each batch into
+    ``n_groups`` replica groups for data-parallel training; ``callbacks`` go to Keras' fit."""
+    enable_determinism()
+    jit = settings.jit_compile
+    if strategy is not None and jit == "auto":
+        jit = False  # as Keras: no XLA under tf.distribute unless asked for
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        model = build_pfn(
+            train.features.shape[1], settings.phi_sizes, settings.f_sizes, seed, settings.learning_rate,
+            jit_compile=jit, phi_dtype=settings.phi_dtype,
+        )  # fmt: skip
+    fixed = model.jit_compile
+    data = JetBatches(
+        train, one_hot(y_train), settings.batch_size, seed=seed, n_groups=n_groups, epochs=settings.epochs,
+        fixed_shapes=fixed,
+    )  # fmt: skip
+    validation = None
+    if settings.validate and val is not None and len(val) >= n_groups:
+        validation = JetBatches(
+            val, one_hot(y_val), max(settings.batch_size, 1000), n_groups=n_groups, fixed_shapes=fixed
+        ).packed()  # fmt: skip
+    model.fit(
+        data.dataset(), epochs=settings.epochs, steps_per_epoch=data.batches_per_epoch, validation_data=validation,
+        shuffle=False, verbose=0, callbacks=list(callbacks or []),
+    )  # fmt: skip
+    return model
+
+
+def predict_pfn(model: PackedPFN, jets: PackedJets, batch_size: int = 1000, n_groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities (n, 2) and the indices of the jets they belong to."""
+    data = JetBatches(jets, None, batch_size, n_groups=n_groups, fixed_shapes=model.jit_compile)
+    return np.asarray(model.predict(data.dataset(), verbose=0)), data.used_jets()
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (scikit-learn)."""
+    return float(roc_auc_score(labels, scores))
+
+
+def train_and_score(
+    train: PackedJets, y_train: np.ndarray, val: PackedJets, y_val: np.ndarray,
+    test: PackedJets, y_test: np.ndarray, settings: TrainSettings, seed: int,
+    strategy: object | None = None, n_groups: int = 1,
+) -> float:  # fmt: skip
+    """Train one classifier (ours or EnergyFlow's) and return its AUC on the test jets."""
+    if settings.backend == "energyflow":
+        from models.energyflow_pfn import predict_energyflow_pfn, train_energyflow_pfn
+
+        max_len = int(max(train.counts.max(), val.counts.max() if len(val) else 1, test.counts.max()))
+        model = train_energyflow_pfn(
+            to_padded(train, max_len), y_train, settings, seed,
+            to_padded(val, max_len) if len(val) else None, y_val,
+        )  # fmt: skip
+        return auc(y_test, predict_energyflow_pfn(model, to_padded(test, max_len))[:, 1])
+    if settings.backend != "ours":
+        raise ValueError(f"unknown PFN backend {settings.backend!r} (ours|energyflow)")
+    model = train_pfn(train, y_train, settings, seed, val, y_val, strategy, n_groups)
+    probs, used = predict_pfn(model, test, n_groups=n_groups)
+    return auc(y_test[used], probs[:, 1])
+
+
+@dataclass(frozen=True)
+class Split:
+    """Jet indices of the train / validation / test parts of one bin pair."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def split_sizes(n_jets: int, n_train: int, n_test: int, min_val_fraction: float = 0.1) -> tuple[int, int]:
+    """Train and test sizes for a pair of ``n_jets`` jets: as requested, scaled down together
+    (keeping their ratio) when they would leave less than ``min_val_fraction`` for validation."""
+    room = int(np.floor((1.0 - min_val_fraction) * n_jets))
+    if n_train + n_test > room:
+        scale = room / (n_train + n_test)
+        n_test = max(1, int(np.floor(n_test * scale)))
+        n_train = room - n_test
+    return n_train, n_test
+
+
+def split_pair(n_jets: int, n_train: int, n_test: int, rng: np.random.Generator) -> Split:
+    """A random train / validation / test split (validation takes the rest, as the reference)."""
+    n_train, n_test = split_sizes(n_jets, n_train, n_test)
+    order = rng.permutation(n_jets)
+    return Split(order[:n_train], order[n_train + n_test :], order[n_train : n_train + n_test])
+

@@ -33,18 +33,14 @@ def _initializer(seed: int, index: int) -> keras.initializers.Initializer:
 
 
 def resolve_jit(jit_compile: bool | str) -> bool:
-    """XLA or not: ``"auto"`` compiles with XLA on JAX and on TensorFlow with an accelerator,
-    not on a CPU-only TensorFlow (there XLA's compile time, about a second per batch shape,
-    outweighs its per-step gain over oneDNN kernels for trainings of this size)."""
+    """XLA or not. ``"auto"``: XLA on JAX (which always compiles), not on TensorFlow. That is
+    what Keras itself picks under TensorFlow op determinism (which our trainings enable), and
+    on a CPU it is also the faster choice: XLA compiles every batch shape anew (1-2 s each
+    here, for the two training shapes, validation and prediction) and its steps are no faster
+    than the oneDNN kernels'. ``True`` forces XLA (deterministic on a CPU)."""
     if jit_compile != "auto":
         return bool(jit_compile)
-    if keras.backend.backend() == "jax":
-        return True
-    if keras.backend.backend() != "tensorflow":
-        return False
-    import tensorflow as tf
-
-    return any(d.device_type != "CPU" for d in tf.config.list_physical_devices())
+    return keras.backend.backend() == "jax"
 
 
 def softmax(logits: object) -> object:
@@ -155,13 +151,22 @@ def build_pfn(
     jit = resolve_jit(jit_compile)
     model = PackedPFN(phi_sizes, f_sizes, seed=seed, phi_dtype=phi_dtype)
     model.jit_compile = jit  # before the first call, which picks the segment-sum kernel
-    model(example_batch(n_features))  # create the weights
+    x = example_batch(n_features)
+    y_pred = model(x)  # create the weights
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile=jit,
     )  # fmt: skip
+    # Create the optimiser's, loss's and metrics' variables now: made while Keras traces the
+    # first training step (its default without a distribution strategy), they would make
+    # TensorFlow trace that step a second time (~0.6 s per training).
+    model.optimizer.build(model.trainable_variables)
+    y = np.full((1, model.n_classes), 1.0 / model.n_classes, dtype="float32")
+    model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
+    model.compute_metrics(x, y, y_pred, sample_weight=None)
+    model.reset_metrics()
     return model
 
 

@@ -83,16 +83,61 @@ def _padded_reference(model, x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def test_packed_pfn_equals_padded_masked_computation(real_jets) -> None:
+@pytest.mark.parametrize("jit", [False, True], ids=["oneDNN", "XLA"])
+def test_packed_pfn_equals_padded_masked_computation(real_jets, jit: bool) -> None:
     from models.pfn import build_pfn
     from models.training import predict_pfn
 
     _, packed = real_jets
     jets = packed.take(np.arange(300))
-    model = build_pfn(4, (32, 32, 16), (32, 16), seed=3)
+    model = build_pfn(4, (32, 32, 16), (32, 16), seed=3, jit_compile=jit)
+    assert model.jit_compile == jit  # XLA stays on under op determinism when asked for
     probs, used = predict_pfn(model, jets, batch_size=128)
     np.testing.assert_array_equal(np.sort(used), np.arange(300))  # every jet once
     np.testing.assert_allclose(probs, _padded_reference(model, to_padded(jets))[used], atol=2e-5)
+
+
+@pytest.mark.parametrize("n_groups", [1, 3])
+@pytest.mark.parametrize("cap", [None, 700])
+def test_packed_batches_hold_each_jet_in_order(n_groups: int, cap: int | None) -> None:
+    from models.batches import pack_batch, pack_batches
+
+    rng = np.random.default_rng(1)
+    counts = rng.integers(1, 30, 200)
+    jets = PackedJets(rng.normal(size=(int(counts.sum()), 4)).astype(np.float32), counts)
+    offsets = jets.offsets
+    batches = [rng.permutation(200)[:size] for size in (61, 60, 7)]
+    packed = pack_batches(jets, offsets, batches, n_groups, [cap] * 3, multiple=1)
+    for b, batch in enumerate(batches):
+        x = packed.batch(b, n_groups)
+        np.testing.assert_equal(x, pack_batch(jets, offsets, batch, n_groups, cap, multiple=1))
+        size = len(batch) // n_groups
+        totals = [int(counts[batch[g * size : (g + 1) * size]].sum()) for g in range(n_groups)]
+        assert x["particles"].shape[1] == (cap if cap and max(totals) <= cap else max(totals))
+        for g in range(n_groups):
+            group = batch[g * size : (g + 1) * size]
+            real = np.concatenate([jets.features[offsets[j] : offsets[j + 1]] for j in group])
+            np.testing.assert_array_equal(x["particles"][g, : totals[g]], real)
+            np.testing.assert_array_equal(x["segments"][g, : totals[g]], np.repeat(np.arange(size), counts[group]))
+            assert not x["particles"][g, totals[g] :].any() and (x["segments"][g, totals[g] :] == size).all()
+
+
+def test_jet_batches_dataset_serves_the_same_items(real_jets) -> None:
+    from models.training import JetBatches, one_hot
+
+    _, packed = real_jets
+    jets = packed.take(np.arange(250))
+    labels = one_hot(jets.counts % 2)
+    for fixed in (True, False):
+        batches = JetBatches(jets, labels, 60, seed=4, n_groups=2, epochs=3, fixed_shapes=fixed)
+        items = list(batches.dataset().as_numpy_iterator())
+        assert len(items) == len(batches) == 3 * 5
+        for i, (x, y) in enumerate(items):
+            ref_x, ref_y = batches[i]
+            np.testing.assert_equal(x, ref_x)
+            np.testing.assert_array_equal(y, ref_y)
+        first = list(batches.packed().as_numpy_iterator())
+        assert len(first) == 5 and all(np.array_equal(a[1], batches[i][1]) for i, a in enumerate(first))
 
 
 def test_training_is_seeded_and_learns(real_jets) -> None:

@@ -3,10 +3,12 @@
 Measured on the same generated events in the same run:
 - value: events/s of the processor (iterative executor, one core): read + select + histogram +
   columnar Parquet write (``process_fileset`` with injection off);
-- baseline: events/s of the reference way on the same work: flat per-jet and per-constituent
-  rows (as the reference's tables), jets grouped by event in Python loops, the cuts, the jets'
-  four-vectors added per event, m_jj binned in Python, and the selected jets' constituents
-  (pt, rapidity, phi, pdgId) collected in a Python loop over the constituent rows;
+- baseline: events/s of the reference workflow (particledist) done its way on the same work:
+  jet records with per-jet constituent arrays (as EnergyFlow's MOD datasets), jets grouped by
+  event in Python dicts, every jet's four-vector from ``energyflow.p4s_from_ptyphims``, the
+  cuts, the selected jets' four-vectors added in Python, the mass from
+  ``energyflow.ms_from_p4s``, binned by a scan over the bins, and the selected jets'
+  constituents copied element by element into a padded array (its models' input);
 - ratio = value / baseline (target >= 100);
 - hist_only_events_per_s_per_core: the processor without columnar output (read + select +
   histogram), iterative executor, one core (target >= 100k); hist_only_baseline and
@@ -20,7 +22,6 @@ The sample is generated once with ``analysis.generation`` and cached under data/
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
 import math
 import sys
@@ -72,8 +73,10 @@ def run_processor(files: list[str], cfg: Any, columnar: bool) -> tuple[float, An
     return time.perf_counter() - start, total
 
 
-def read_flat_tables(path: str, constituents: bool) -> tuple[dict[str, list], dict[str, list], list[float]]:
-    """The inputs as the reference had them: flat per-jet and per-constituent rows with event numbers."""
+def read_jet_records(path: str, constituents: bool) -> tuple[dict[str, list], list[float]]:
+    """The inputs as the reference had them (EnergyFlow's MOD jet records): one row per jet
+    with its event number, kinematics and id, and, per jet, its constituents as a numpy array
+    of (pt, rapidity, phi, pdgId) rows. Built with uproot and numpy, as the reference's loader."""
     import awkward as ak
     import numpy as np
     import uproot
@@ -84,65 +87,80 @@ def read_flat_tables(path: str, constituents: bool) -> tuple[dict[str, list], di
                      "PFCands_mass", "PFCands_pdgId"]  # fmt: skip
     with uproot.open(path) as fh:
         a = fh["Events"].arrays(branches)
-    n = len(a)
-    jets = {"event": np.repeat(np.arange(n), ak.to_numpy(ak.num(a.Jet_pt))).tolist()}
-    jets.update(
-        {k[4:]: ak.flatten(a[k]).tolist() for k in ("Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_jetId")}
-    )
-    if not constituents:
-        return jets, {"event": []}, a.genWeight.tolist()
-    cand = {
-        k: a[k][a.JetPFCands_pFCandsIdx]
-        for k in ("PFCands_pt", "PFCands_eta", "PFCands_phi", "PFCands_mass", "PFCands_pdgId")
-    }
-    const = {"event": np.repeat(np.arange(n), ak.to_numpy(ak.num(a.JetPFCands_jetIdx))).tolist(),
-             "jet": ak.flatten(a.JetPFCands_jetIdx).tolist()}  # fmt: skip
-    const.update({k[8:]: ak.flatten(v).tolist() for k, v in cand.items()})
-    return jets, const, a.genWeight.tolist()
+    n_jets = ak.to_numpy(ak.num(a.Jet_pt))
+    jets = {"event": np.repeat(np.arange(len(a)), n_jets).tolist()}
+    jets.update({k[4:]: ak.flatten(a[k]).tolist() for k in ("Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_jetId")})
+    if constituents:
+        flat = {k: ak.to_numpy(ak.flatten(a[f"PFCands_{k}"][a.JetPFCands_pFCandsIdx])).astype(np.float64)
+                for k in ("pt", "eta", "phi", "mass", "pdgId")}  # fmt: skip
+        pz = flat["pt"] * np.sinh(flat["eta"])
+        e = np.sqrt((flat["pt"] * np.cosh(flat["eta"])) ** 2 + flat["mass"] ** 2)
+        rows = np.stack([flat["pt"], 0.5 * np.log((e + pz) / (e - pz)), flat["phi"], flat["pdgId"]], axis=1)
+        first_jet = np.concatenate([[0], np.cumsum(n_jets)[:-1]])  # global index of each event's jet 0
+        owner = ak.to_numpy(ak.flatten(a.JetPFCands_jetIdx + first_jet))
+        order = np.argsort(owner, kind="stable")
+        split = np.cumsum(np.bincount(owner, minlength=len(jets["event"])))[:-1]
+        jets["particles"] = np.split(rows[order], split)
+    return jets, a.genWeight.tolist()
 
 
 def run_baseline(files: list[str], cfg: Any, constituents: bool = True) -> tuple[float, list[float], int]:
-    """The reference way: Python loops over rows. Seconds, bin counts, events read.
+    """The reference workflow, the reference way (particledist's ParticleDistributionCMS and
+    MassDistribution): jets grouped by event in Python dicts, each jet's four-vector from
+    ``energyflow.p4s_from_ptyphims``, the selected events' four-vectors added in Python and
+    their masses from ``energyflow.ms_from_p4s``, each mass binned by a scan over the bins,
+    and the selected jets' constituents copied element by element into one padded array (the
+    models' input). Seconds, bin counts, events read.
 
+    Physics as the processor (so the histograms can be compared): the configured jet cuts and
+    exactly ``n_jets`` selected jets; rapidity, not pseudorapidity, in the four-vectors.
     ``constituents=False``: the m_jj histogram only (the work of the histogram-only path)."""
+    import energyflow as ef
+    import numpy as np
+
     sel, h = cfg.selection, cfg.histograms
-    edges = [h.mjj_min + i * h.mjj_bin_width for i in range(h.n_bins + 1)]
+    ranges = [(h.mjj_min + i * h.mjj_bin_width, h.mjj_min + (i + 1) * h.mjj_bin_width) for i in range(h.n_bins)]
     counts = [0.0] * h.n_bins
     n_read = 0
     start = time.perf_counter()
     for path in files:
-        jets, const, weights = read_flat_tables(path, constituents)
+        jets, weights = read_jet_records(path, constituents)
         n_read += len(weights)
-        by_event: dict[int, list[tuple]] = {}  # group jets by event
+        events: dict[int, list[tuple]] = {}  # group jets by event
         for i in range(len(jets["event"])):
-            by_event.setdefault(jets["event"][i], []).append(
-                (i, jets["pt"][i], jets["eta"][i], jets["phi"][i], jets["mass"][i], jets["jetId"][i])
-            )
-        selected: dict[tuple[int, int], list] = {}  # (event, jet index) -> constituents
-        masses = []
-        for event, event_jets in by_event.items():
-            good = [j for j in event_jets if sel.jet_pt_min <= j[1] <= sel.jet_pt_max
-                    and abs(j[2]) < sel.jet_abs_eta_max and j[5] >= sel.jet_id_min]  # fmt: skip
+            row = (jets["pt"][i], jets["eta"][i], jets["phi"][i], jets["mass"][i], jets["jetId"][i],
+                   jets["particles"][i] if constituents else None)  # fmt: skip
+            if jets["event"][i] in events:
+                events[jets["event"][i]].append(row)
+            else:
+                events[jets["event"][i]] = [row]
+        selected_jets = []
+        for event, event_jets in events.items():
+            p4s = []  # every jet's four-vector, as the reference converted them
+            for pt, eta, phi, m, _, _ in event_jets:
+                y = math.asinh(pt * math.sinh(eta) / math.sqrt(pt * pt + m * m))
+                p4s.append(ef.p4s_from_ptyphims(np.array([pt, y, phi, m])).tolist())
+            good = [i for i, j in enumerate(event_jets) if sel.jet_pt_min <= j[0] <= sel.jet_pt_max
+                    and abs(j[1]) < sel.jet_abs_eta_max and j[4] >= sel.jet_id_min]  # fmt: skip
             if len(good) != sel.n_jets:
                 continue
-            e = px = py = pz = 0.0  # add four-vectors
-            for _, pt, eta, phi, m, _ in good:
-                jx, jy, jz = pt * math.cos(phi), pt * math.sin(phi), pt * math.sinh(eta)
-                px, py, pz, e = px + jx, py + jy, pz + jz, e + math.sqrt(jx * jx + jy * jy + jz * jz + m * m)
-            mjj = math.sqrt(max(e * e - px * px - py * py - pz * pz, 0.0))
-            masses.append((mjj, weights[event]))
-            first = event_jets[0][0]
-            for j in good:
-                selected[(event, j[0] - first)] = []
-        for mjj, w in masses:  # bin masses
-            if edges[0] <= mjj < edges[-1]:
-                counts[bisect.bisect_right(edges, mjj) - 1] += w
-        for i in range(len(const["event"])):  # constituents of the selected jets
-            target = selected.get((const["event"][i], const["jet"][i]))
-            if target is not None:
-                pt, eta, m = const["pt"][i], const["eta"][i], const["mass"][i]
-                pz, e = pt * math.sinh(eta), math.sqrt((pt * math.cosh(eta)) ** 2 + m * m)
-                target.append((pt, 0.5 * math.log((e + pz) / (e - pz)), const["phi"][i], const["pdgId"][i]))
+            total = [sum(p4s[i][c] for i in good) for c in range(4)]  # add the four-vectors
+            mjj = float(ef.ms_from_p4s(np.array(total)))
+            for b, (lo, hi) in enumerate(ranges):  # bin the mass
+                if lo <= mjj < hi:
+                    counts[b] += weights[event]
+                    break
+            selected_jets += [event_jets[i][5] for i in good]
+        if constituents and selected_jets:  # the models' input: pad the jets element by element
+            n_max = max(len(p) for p in selected_jets)
+            padded = np.zeros((len(selected_jets), n_max, 4))
+            for i in range(len(selected_jets)):
+                for j in range(n_max):
+                    for k in range(4):
+                        try:
+                            padded[i, j, k] = selected_jets[i][j][k]
+                        except IndexError:
+                            padded[i, j, k] = 0
     return time.perf_counter() - start, counts, n_read
 
 

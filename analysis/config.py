@@ -123,7 +123,7 @@ class ScanConfig(StrictModel):
     learning_rate: float = Field(1e-3, gt=0)
     phi_sizes: list[int] = Field([100, 100, 128], min_length=1, description="per-particle network Phi")
     f_sizes: list[int] = Field([100, 100, 100], min_length=1, description="network F after the latent sum")
-    phi_dtype: Literal["float32", "mixed_bfloat16"] = Field("float32", description="precision of Phi")
+    phi_dtype: Literal["float32", "mixed_bfloat16", "auto"] = Field("float32", description="precision of Phi's hidden layers (auto: bfloat16 on CPUs that compute it natively)")
     backend: Literal["ours", "energyflow"] = Field("ours", description="packed Keras 3 PFN or energyflow.archs.PFN")
     train_jets: int = Field(12000, ge=1, description="training jets per pair at reference_events")
     test_jets: int = Field(3000, ge=1, description="test jets per pair at reference_events")

@@ -370,11 +370,15 @@ def assemble(
 def setup_from_config(cfg: AnalysisConfig, inputs: ScanInputs, n_inject: int, sizes: list[int] | None = None,
                       n_samples: int | None = None, epochs: int | None = None) -> ScanSetup:  # fmt: skip
     """The scan setup of a config, with command-line overrides."""
+    from models.pfn import resolve_phi_dtype
+
     sc = cfg.scan
+    # resolved here, so that the checkpoint key records the precision the trainings use
+    phi_dtype = resolve_phi_dtype(sc.phi_dtype) if sc.backend == "ours" else "float32"
     settings = {
         "phi_sizes": list(sc.phi_sizes), "f_sizes": list(sc.f_sizes), "epochs": epochs or sc.epochs,
         "batch_size": sc.batch_size, "learning_rate": sc.learning_rate, "backend": sc.backend,
-        "validate": sc.validate_each_epoch, "phi_dtype": sc.phi_dtype,
+        "validate": sc.validate_each_epoch, "phi_dtype": phi_dtype,
     }  # fmt: skip
     return ScanSetup(
         seed=cfg.seed, sizes=tuple(sizes or sc.sizes), n_samples=n_samples or sc.n_samples,

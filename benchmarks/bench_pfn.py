@@ -13,15 +13,17 @@ jets / the median of all those epoch times (robust to other work on a shared mac
 garbage of earlier trainings is collected before each). The full fits (from building the
 model to the end of the last epoch: tracing/compilation included, the fit's teardown not, as
 tf.data's occasionally stalls for seconds, in either framework; median over the repetitions)
-are reported too, as ``*_full_fit``. The headline is our PFN as configured by default (float32);
-a variant with Phi in mixed_bfloat16 (weights, F and optimiser in float32) is reported as
-``*_bf16``. EnergyFlow runs Phi on ``padded_to`` slots per jet, ours on the real constituents
+are reported too, as ``*_full_fit``. The headline is our PFN as configured by default
+(``scan.phi_dtype``: float32); the other precision is reported as a variant (``*_bf16`` keys:
+Phi's hidden layers in mixed_bfloat16, its input layer, weights, the latent sum, F and the
+optimiser in float32; or ``*_float32``). EnergyFlow runs Phi on ``padded_to`` slots per jet, ours on the real constituents
 (``mean_constituents``): their quotient, ``work_ratio`` (2.8-3.0 here), bounds the ratio at
 equal arithmetic speed.
 
 Prints one JSON line, writes results/benchmarks/bench_pfn.json.
 
-  python benchmarks/bench_pfn.py --events results/process [--quick] [--jit auto|on|off] [--no-bf16]
+  python benchmarks/bench_pfn.py --events results/default/process [--quick] [--jit auto|on|off]
+      [--phi-dtype float32|mixed_bfloat16|auto] [--no-variant]
 """
 
 from __future__ import annotations
@@ -99,8 +101,10 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=None,
                         help="trainings of each model, alternating (default: 2 quick, 3 otherwise)")
     parser.add_argument("--jit", choices=["auto", "on", "off"], default="auto", help="XLA for our PFN")
-    parser.add_argument("--no-bf16", action="store_true",
-                        help="skip the extra variant of ours with Phi in mixed_bfloat16 (*_bf16 keys)")
+    parser.add_argument("--phi-dtype", choices=["float32", "mixed_bfloat16", "auto"], default=None,
+                        help="Phi's precision in the headline (default: the default config's scan.phi_dtype)")
+    parser.add_argument("--no-variant", action="store_true",
+                        help="skip the variant of ours in the other precision (*_float32 or *_bf16 keys)")
     args = parser.parse_args()  # fmt: skip
     repeats = max(1, args.repeats or (2 if args.quick else 3))
 
@@ -108,10 +112,12 @@ def main() -> int:
     import keras
     import tf_keras
 
+    from analysis.config import load_config
     from analysis.pfn_inputs import preprocess_awkward
     from analysis.scan import load_processed
     from models.batches import to_padded
     from models.energyflow_pfn import predict_energyflow_pfn
+    from models.pfn import resolve_phi_dtype
     from models.training import TrainSettings, auc, predict_pfn, train_pfn
 
     columns, _ = load_processed(args.events)
@@ -128,10 +134,14 @@ def main() -> int:
     n_train, n_test = int(0.7 * n), int(0.2 * n)
     tr, te, va = np.arange(n_train), np.arange(n_train, n_train + n_test), np.arange(n_train + n_test, n)
     jit = {"auto": "auto", "on": True, "off": False}[args.jit]
-    settings = TrainSettings(epochs=4 if args.quick else 10, batch_size=500, jit_compile=jit)
+    phi_dtype = resolve_phi_dtype(args.phi_dtype or load_config(None).scan.phi_dtype)
+    settings = TrainSettings(epochs=4 if args.quick else 10, batch_size=500, jit_compile=jit, phi_dtype=phi_dtype)
     variants = {"ours": settings}
-    if not args.no_bf16:
-        variants["ours_bf16"] = dataclasses.replace(settings, phi_dtype="mixed_bfloat16")
+    if not args.no_variant:
+        other = "float32" if phi_dtype == "mixed_bfloat16" else "mixed_bfloat16"
+        variants["ours_" + {"float32": "float32", "mixed_bfloat16": "bf16"}[other]] = dataclasses.replace(
+            settings, phi_dtype=other
+        )
     max_len = int(packed.counts.max())
     x = to_padded(packed, max_len)
     train_jets, val_jets, test_jets = packed.take(tr), packed.take(va), packed.take(te)

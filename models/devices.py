@@ -22,7 +22,13 @@ T = TypeVar("T")
 
 
 def split_cpu(n: int) -> None:
-    """Expose the CPU as ``n`` logical devices (TensorFlow; before any op runs)."""
+    """Expose the CPU as ``n`` logical devices, before any computation (TensorFlow's logical
+    devices; on JAX, XLA's host platform split into ``n`` devices)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        jax.config.update("jax_num_cpu_devices", n)
+        return
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]

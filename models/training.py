@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from models.batches import PackedBatches, PackedJets, batch_order, pack_batches, round_up, to_padded
-from models.pfn import DEFAULT_F, DEFAULT_PHI, PackedPFN, build_pfn
+from models.pfn import DEFAULT_F, DEFAULT_PHI, PackedPFN, build_pfn, resolve_phi_dtype
 
 _DETERMINISM = False
 
@@ -45,7 +45,7 @@ class TrainSettings:
     learning_rate: float = 1e-3
     backend: str = "ours"  # "ours" (packed Keras 3 PFN) or "energyflow" (energyflow.archs.PFN)
     validate: bool = True  # evaluate the validation split after every epoch, as the reference
-    phi_dtype: str = "float32"  # or "mixed_bfloat16"
+    phi_dtype: str = "float32"  # "mixed_bfloat16", or "auto" (models.pfn.resolve_phi_dtype)
     jit_compile: bool | str = "auto"  # XLA: True, False or "auto" (models.pfn.resolve_jit)
 
 
@@ -185,7 +185,7 @@ def train_pfn(
     with scope:
         model = build_pfn(
             train.features.shape[1], settings.phi_sizes, settings.f_sizes, seed, settings.learning_rate,
-            jit_compile=settings.jit_compile, phi_dtype=settings.phi_dtype,
+            jit_compile=settings.jit_compile, phi_dtype=resolve_phi_dtype(settings.phi_dtype),
         )  # fmt: skip
     fixed = model.jit_compile
     data = JetBatches(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -66,11 +67,12 @@ def test_phi_is_centred_across_the_pi_boundary() -> None:
     np.testing.assert_allclose(sorted(jets.features[:, 2]), [-0.05, 0.05], atol=1e-6)
 
 
-def _padded_reference(model, x: np.ndarray) -> np.ndarray:
-    """Padded + masked PFN in numpy with the model's weights (EnergyFlow's formulation)."""
+def _padded_reference(model, x: np.ndarray, weights: tuple | None = None) -> np.ndarray:
+    """Padded + masked PFN in numpy with the model's weights, or ``weights`` as
+    ``models.pfn.dense_weights`` gives them (EnergyFlow's formulation)."""
     from models.pfn import dense_weights
 
-    phi, f = dense_weights(model)
+    phi, f = weights or dense_weights(model)
     mask = np.any(x != 0, axis=-1).astype(np.float64)
     h = x.astype(np.float64)
     for w, b in phi:
@@ -95,6 +97,39 @@ def test_packed_pfn_equals_padded_masked_computation(real_jets, jit: bool) -> No
     probs, used = predict_pfn(model, jets, batch_size=128)
     np.testing.assert_array_equal(np.sort(used), np.arange(300))  # every jet once
     np.testing.assert_allclose(probs, _padded_reference(model, to_padded(jets))[used], atol=2e-5)
+
+
+JAX_MODEL = r"""
+import sys
+import numpy as np
+from models.batches import PackedJets
+from models.pfn import build_pfn, dense_weights
+from models.training import predict_pfn
+d = np.load(sys.argv[1])
+model = build_pfn(4, (32, 32, 16), (32, 16), seed=3)
+assert model.jit_compile  # XLA: JAX always compiles
+probs, used = predict_pfn(model, PackedJets(d["features"], d["counts"]), batch_size=128)
+phi, f = dense_weights(model)
+layers = {f"{net}_{i}_{k}": a for net, ws in (("phi", phi), ("f", f)) for i, wb in enumerate(ws) for k, a in zip("wb", wb)}
+np.savez(sys.argv[2], probs=probs, used=used, **layers)
+"""
+
+
+def test_packed_pfn_on_jax_equals_padded_masked_computation(real_jets, tmp_path: Path) -> None:
+    _, packed = real_jets
+    jets = packed.take(np.arange(300))
+    np.savez(tmp_path / "jets.npz", features=jets.features, counts=jets.counts)
+    out = subprocess.run(
+        [sys.executable, "-c", JAX_MODEL, str(tmp_path / "jets.npz"), str(tmp_path / "out.npz")],
+        cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "KERAS_BACKEND": "jax"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = np.load(tmp_path / "out.npz")
+    np.testing.assert_array_equal(np.sort(res["used"]), np.arange(300))
+    weights = tuple(
+        [(res[f"{net}_{i}_w"], res[f"{net}_{i}_b"]) for i in range(n)] for net, n in (("phi", 3), ("f", 3))
+    )
+    np.testing.assert_allclose(res["probs"], _padded_reference(None, to_padded(jets), weights)[res["used"]], atol=2e-5)
 
 
 @pytest.mark.parametrize("n_groups", [1, 3])
@@ -155,6 +190,40 @@ def test_training_is_seeded_and_learns(real_jets) -> None:
     assert a > 0.6
 
 
+def test_bfloat16_phi_agrees_with_float32_and_learns(real_jets) -> None:
+    from models.pfn import build_pfn
+    from models.training import TrainSettings, predict_pfn, train_and_score
+
+    _, packed = real_jets
+    jets = packed.take(np.arange(300))
+    model = build_pfn(4, (32, 32, 16), (32, 16), seed=3, phi_dtype="mixed_bfloat16")
+    assert model.phi_layers[0].compute_dtype == "float32"  # the particle features stay exact
+    assert model.phi_layers[1].compute_dtype == "bfloat16" and model.phi_layers[1].kernel.dtype == "float32"
+    assert model.f_layers[0].compute_dtype == "float32"
+    probs, used = predict_pfn(model, jets, batch_size=128)
+    # the same weights in float64: bfloat16 keeps ~3 significant digits through Phi
+    np.testing.assert_allclose(probs, _padded_reference(model, to_padded(jets))[used], atol=2e-2)
+    label = (packed.counts > np.median(packed.counts)).astype(int)
+    tr, va, te = np.arange(0, 400), np.arange(400, 450), np.arange(450, 600)
+    s = TrainSettings(**SMALL, phi_dtype="mixed_bfloat16")
+    args = (packed.take(tr), label[tr], packed.take(va), label[va], packed.take(te), label[te], s)
+    a, b = train_and_score(*args, 11), train_and_score(*args, 11)
+    assert a == b and a > 0.6
+
+
+@pytest.mark.parametrize(("flags", "native"), [("fpu avx2 avx512f avx512_bf16 fma", True),
+                                               ("fpu amx_bf16 amx_tile", True), ("fpu avx2 avx512f fma", False)])  # fmt: skip
+def test_auto_precision_follows_the_cpu(tmp_path: Path, flags: str, native: bool) -> None:
+    from models.pfn import cpu_has_native_bf16, resolve_phi_dtype
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    assert cpu_has_native_bf16(cpuinfo) is native
+    assert not cpu_has_native_bf16(tmp_path / "absent")
+    assert resolve_phi_dtype("float32") == "float32" and resolve_phi_dtype("mixed_bfloat16") == "mixed_bfloat16"
+    assert resolve_phi_dtype("auto") == ("mixed_bfloat16" if cpu_has_native_bf16() else "float32")
+
+
 def test_energyflow_option_trains(real_jets) -> None:
     from models.training import TrainSettings, train_and_score
 
@@ -186,17 +255,19 @@ for seed, value, device in run_on_devices([1, 2, 3, 4], lambda seed: train_and_s
 sequential = {seed: train_and_score(*args, seed) for seed in [1, 2, 3, 4]}
 strategy, replicas = data_parallel(devices)
 parallel = train_and_score(*args, 7, strategy, replicas)
+import keras
 print(json.dumps({"devices": devices, "threads": threads, "sequential": sequential,
-                  "replicas": replicas, "parallel": parallel}))
+                  "replicas": replicas, "parallel": parallel, "backend": keras.backend.backend()}))
 """
 
 
-def test_multi_device_paths_on_two_logical_cpus(real_jets, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_multi_device_paths_on_two_logical_cpus(real_jets, tmp_path: Path, backend: str) -> None:
     _, packed = real_jets
     np.savez(tmp_path / "jets.npz", features=packed.features, counts=packed.counts)
     out = subprocess.run(
         [sys.executable, "-c", MULTI_DEVICE, str(tmp_path / "jets.npz")],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "KERAS_BACKEND": backend},
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -206,3 +277,4 @@ def test_multi_device_paths_on_two_logical_cpus(real_jets, tmp_path: Path) -> No
     assert {int(k): v for k, (v, _) in res["threads"].items()} == {int(k): v for k, v in res["sequential"].items()}
     assert res["replicas"] == 2
     assert 0.55 < res["parallel"] <= 1.0
+    assert res["backend"] == backend

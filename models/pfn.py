@@ -178,9 +178,11 @@ def build_pfn(
     learning_rate: float = 1e-3,
     jit_compile: bool | str = "auto",
     phi_dtype: str = "float32",
+    steps_per_execution: int = 1,
 ) -> PackedPFN:
     """A compiled packed PFN (Adam, categorical cross-entropy, as EnergyFlow's PFN);
-    ``jit_compile``: XLA or not (``"auto"``: see :func:`resolve_jit`)."""
+    ``jit_compile``: XLA or not (``"auto"``: see :func:`resolve_jit`); ``steps_per_execution``
+    training steps per call of the compiled step function (fewer round trips to Python)."""
     jit = resolve_jit(jit_compile)
     model = PackedPFN(phi_sizes, f_sizes, seed=seed, phi_dtype=phi_dtype)
     model.jit_compile = jit  # before the first call, which picks the segment-sum kernel
@@ -191,6 +193,7 @@ def build_pfn(
         loss="categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile=jit,
+        steps_per_execution=steps_per_execution,
     )  # fmt: skip
     # Create the optimiser's, loss's and metrics' variables now: made while Keras traces the
     # first training step (its default without a distribution strategy), they would make

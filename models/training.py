@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from models.batches import PackedBatches, PackedJets, batch_order, pack_batches, round_up, to_padded
-from models.pfn import DEFAULT_F, DEFAULT_PHI, PackedPFN, build_pfn, resolve_phi_dtype
+from models.pfn import DEFAULT_F, DEFAULT_PHI, PackedPFN, build_pfn, resolve_jit, resolve_phi_dtype
 
 _DETERMINISM = False
 
@@ -173,6 +173,13 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
     return np.eye(2, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
 
 
+def steps_per_execution(batches_per_epoch: int, most: int = 8) -> int:
+    """Training steps per call of Keras' compiled step (~7 % faster epochs at 8 than at 1 on
+    a 2-core CPU): the largest divisor of the epoch's batches up to ``most``, since Keras runs
+    whole executions and would otherwise read into the next epoch's batches."""
+    return max(k for k in range(1, most + 1) if batches_per_epoch % k == 0)
+
+
 def train_pfn(
     train: PackedJets, y_train: np.ndarray, settings: TrainSettings, seed: int,
     val: PackedJets | None = None, y_val: np.ndarray | None = None,
@@ -181,17 +188,19 @@ def train_pfn(
     """Train our packed PFN (labels 0/1); ``strategy`` (tf.distribute) splits each batch into
     ``n_groups`` replica groups for data-parallel training; ``callbacks`` go to Keras' fit."""
     enable_determinism()
-    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    with scope:
-        model = build_pfn(
-            train.features.shape[1], settings.phi_sizes, settings.f_sizes, seed, settings.learning_rate,
-            jit_compile=settings.jit_compile, phi_dtype=resolve_phi_dtype(settings.phi_dtype),
-        )  # fmt: skip
-    fixed = model.jit_compile
+    fixed = resolve_jit(settings.jit_compile)
     data = JetBatches(
         train, one_hot(y_train), settings.batch_size, seed=seed, n_groups=n_groups, epochs=settings.epochs,
         fixed_shapes=fixed,
     )  # fmt: skip
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        model = build_pfn(
+            train.features.shape[1], settings.phi_sizes, settings.f_sizes, seed, settings.learning_rate,
+            jit_compile=fixed, phi_dtype=resolve_phi_dtype(settings.phi_dtype),
+            # not under tf.distribute, whose distributed iterators fail in Keras' multi-step loop
+            steps_per_execution=steps_per_execution(data.batches_per_epoch) if strategy is None else 1,
+        )  # fmt: skip
     validation = None
     if settings.validate and val is not None and len(val) >= n_groups:
         validation = JetBatches(

@@ -224,6 +224,21 @@ def test_auto_precision_follows_the_cpu(tmp_path: Path, flags: str, native: bool
     assert resolve_phi_dtype("auto") == ("mixed_bfloat16" if cpu_has_native_bf16() else "float32")
 
 
+def test_grouped_steps_train_as_single_steps(real_jets, monkeypatch) -> None:
+    import models.training as training
+
+    _, packed = real_jets
+    label = (packed.counts > np.median(packed.counts)).astype(int)
+    tr, va, te = np.arange(0, 400), np.arange(400, 450), np.arange(450, 600)
+    s = training.TrainSettings(**{**SMALL, "epochs": 3})
+    args = (packed.take(tr), label[tr], packed.take(va), label[va], packed.take(te), label[te], s, 5)
+    assert training.steps_per_execution(400 // 50) == 8 and training.steps_per_execution(9) == 3
+    assert training.steps_per_execution(31) == 1  # never reads into the next epoch's batches
+    grouped = training.train_and_score(*args)
+    monkeypatch.setattr(training, "steps_per_execution", lambda n: 1)
+    assert training.train_and_score(*args) == grouped
+
+
 def test_energyflow_option_trains(real_jets) -> None:
     from models.training import TrainSettings, train_and_score
 

@@ -16,9 +16,9 @@ tf.data's occasionally stalls for seconds, in either framework; median over the 
 are reported too, as ``*_full_fit``. The headline is our PFN as configured by default
 (``scan.phi_dtype``: float32); the other precision is reported as a variant (``*_bf16`` keys:
 Phi's hidden layers in mixed_bfloat16, its input layer, weights, the latent sum, F and the
-optimiser in float32; or ``*_float32``). EnergyFlow runs Phi on ``padded_to`` slots per jet, ours on the real constituents
-(``mean_constituents``): their quotient, ``work_ratio`` (2.8-3.0 here), bounds the ratio at
-equal arithmetic speed.
+optimiser in float32; or ``*_float32``). EnergyFlow runs Phi on ``padded_to`` slots per jet,
+ours on the real constituents (``mean_constituents``): their quotient, ``work_ratio`` (2.8-3.0
+here), bounds the ratio at equal arithmetic speed.
 
 Prints one JSON line, writes results/benchmarks/bench_pfn.json.
 
@@ -138,10 +138,8 @@ def main() -> int:
     settings = TrainSettings(epochs=4 if args.quick else 10, batch_size=500, jit_compile=jit, phi_dtype=phi_dtype)
     variants = {"ours": settings}
     if not args.no_variant:
-        other = "float32" if phi_dtype == "mixed_bfloat16" else "mixed_bfloat16"
-        variants["ours_" + {"float32": "float32", "mixed_bfloat16": "bf16"}[other]] = dataclasses.replace(
-            settings, phi_dtype=other
-        )
+        other, key = ("float32", "ours_float32") if phi_dtype == "mixed_bfloat16" else ("mixed_bfloat16", "ours_bf16")
+        variants[key] = dataclasses.replace(settings, phi_dtype=other)
     max_len = int(packed.counts.max())
     x = to_padded(packed, max_len)
     train_jets, val_jets, test_jets = packed.take(tr), packed.take(va), packed.take(te)
@@ -204,7 +202,8 @@ def main() -> int:
         "full_fit_s": {k: [round(r["full"], 2) for r in v] for k, v in runs.items()},
         "xla": xla, "phi_dtype": settings.phi_dtype, "train_jets": n_train, "epochs": settings.epochs,
         "batch_size": settings.batch_size, "mean_constituents": round(float(packed.counts.mean()), 2),
-        "padded_to": max_len, "work_ratio": round(max_len / float(packed.counts.mean()), 3), "load_avg_1min": round(os.getloadavg()[0], 2), "quick": args.quick,
+        "padded_to": max_len, "work_ratio": round(max_len / float(packed.counts.mean()), 3),
+        "load_avg_1min": round(os.getloadavg()[0], 2), "quick": args.quick,
     })  # fmt: skip
     from analysis.atomic import write_json
 

@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         "selected_events": int(proc_hist.sum(flow=True).value),
         "histograms_agree": agree,
         "quick": args.quick,
-        "baseline_method": "per-event Python loops (reference way), same events",
+        "baseline_method": "the reference workflow (particledist) its way: per-event Python loops, same events",
     }
     write_json(args.out, result)
     print(json.dumps(result))

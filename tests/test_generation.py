@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import awkward as ak
@@ -306,6 +309,52 @@ def test_cli_generates_and_merges_filesets(tmp_path: Path) -> None:
     assert data["qcd"]["metadata"]["n_generated"] == 25 and len(data["qcd"]["files"]) == 2
     run = json.loads((out / "run.json").read_text())
     assert run["command"] == "generate" and "generate" in run["timings_s"]
+
+
+def _alive_children(parent: int) -> list[int]:
+    """PIDs of the live (not zombie) processes whose parent is ``parent``, from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_workers_stop_when_generate_is_killed(tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "run_analysis.py", "generate", "-q", "--process", "qcd", "--events", "40000",
+         "--events-per-file", "20000", "--seed", "1", "--workers", "2", "--out", str(out)],
+        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while len(list(out.glob(".qcd_*.root.*.tmp"))) < 2 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)  # both workers are inside their files
+        assert proc.poll() is None and len(list(out.glob(".qcd_*.root.*.tmp"))) == 2, "the workers did not start"
+        workers = [p for p in _alive_children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+        assert len(workers) >= 2
+        proc.kill()
+        proc.wait()
+        deadline = time.time() + 10
+        while any(_alive(p) for p in workers) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in workers), "workers outlived the killed generate"
+    finally:
+        proc.kill()
+    assert not list(out.glob("qcd_*.root"))  # no file was finished, none is trusted later
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 @pytest.mark.parametrize(

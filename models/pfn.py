@@ -58,7 +58,8 @@ def resolve_phi_dtype(phi_dtype: str) -> str:
     bfloat16 on float32 weights; its input layer, the latent sum, F, the loss and the optimiser
     stay float32) when Keras runs on a CPU that computes bfloat16 natively, where training is
     7-20 % faster (benchmarks/bench_pfn.py); ``float32`` elsewhere (on older CPUs bfloat16 is
-    emulated and slower; on GPUs it is not measured yet)."""
+    emulated and slower; on GPUs it is not measured yet). bfloat16 separates weak signals
+    measurably less well (README, Scan), hence float32 by default."""
     if phi_dtype != "auto":
         return phi_dtype
     if keras.backend.backend() == "jax":

@@ -6,8 +6,10 @@ The samples come from the session fixtures ``qcd_sample`` / ``xgg_sample`` (test
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -311,17 +313,24 @@ def test_cli_generates_and_merges_filesets(tmp_path: Path) -> None:
     assert run["command"] == "generate" and "generate" in run["timings_s"]
 
 
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent PID) of a process from /proc, or None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
+def _alive(pid: int) -> bool:
+    stat = _proc_stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
 def _alive_children(parent: int) -> list[int]:
-    """PIDs of the live (not zombie) processes whose parent is ``parent``, from /proc."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == parent and fields[0] != "Z":
-            out.append(int(stat.parent.name))
-    return out
+    """PIDs of the live (not zombie) processes whose parent is ``parent``."""
+    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+    return [p for p in pids if (stat := _proc_stat(p)) and stat[0] != "Z" and stat[1] == parent]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
@@ -332,6 +341,7 @@ def test_workers_stop_when_generate_is_killed(tmp_path: Path) -> None:
          "--events-per-file", "20000", "--seed", "1", "--workers", "2", "--out", str(out)],
         cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    workers: list[int] = []
     try:
         deadline = time.time() + 120
         while len(list(out.glob(".qcd_*.root.*.tmp"))) < 2 and time.time() < deadline and proc.poll() is None:
@@ -346,15 +356,11 @@ def test_workers_stop_when_generate_is_killed(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert not any(_alive(p) for p in workers), "workers outlived the killed generate"
     finally:
-        proc.kill()
+        proc.kill()  # nothing left running if the test failed
+        for pid in filter(_alive, workers):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     assert not list(out.glob("qcd_*.root"))  # no file was finished, none is trusted later
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.mark.parametrize(

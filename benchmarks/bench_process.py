@@ -184,7 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     files = files_of(fileset)
     import uproot
 
-    total = sum(uproot.open(p)["Events"].num_entries for p in files)
+    total = 0
+    for path in files:
+        with uproot.open(path) as fh:
+            total += fh["Events"].num_entries
 
     run_processor(files, cfg, columnar=False)  # warm-up: imports, schema, file cache
     t_hist, _ = run_processor(files, cfg, columnar=False)

@@ -188,23 +188,23 @@ def train_pfn(
     """Train our packed PFN (labels 0/1); ``strategy`` (tf.distribute) splits each batch into
     ``n_groups`` replica groups for data-parallel training; ``callbacks`` go to Keras' fit."""
     enable_determinism()
-    fixed = resolve_jit(settings.jit_compile)
+    jit = resolve_jit(settings.jit_compile)  # XLA compiles every shape: then fixed batch shapes
     data = JetBatches(
         train, one_hot(y_train), settings.batch_size, seed=seed, n_groups=n_groups, epochs=settings.epochs,
-        fixed_shapes=fixed,
+        fixed_shapes=jit,
     )  # fmt: skip
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
         model = build_pfn(
             train.features.shape[1], settings.phi_sizes, settings.f_sizes, seed, settings.learning_rate,
-            jit_compile=fixed, phi_dtype=resolve_phi_dtype(settings.phi_dtype),
+            jit_compile=jit, phi_dtype=resolve_phi_dtype(settings.phi_dtype),
             # not under tf.distribute, whose distributed iterators fail in Keras' multi-step loop
             steps_per_execution=steps_per_execution(data.batches_per_epoch) if strategy is None else 1,
         )  # fmt: skip
     validation = None
     if settings.validate and val is not None and len(val) >= n_groups:
         validation = JetBatches(
-            val, one_hot(y_val), max(settings.batch_size, 1000), n_groups=n_groups, fixed_shapes=fixed
+            val, one_hot(y_val), max(settings.batch_size, 1000), n_groups=n_groups, fixed_shapes=jit
         ).packed()  # fmt: skip
     model.fit(
         data.dataset(), epochs=settings.epochs, steps_per_epoch=data.batches_per_epoch, validation_data=validation,

@@ -20,7 +20,7 @@ from analysis.config import REPO_ROOT
 PACKAGES = (
     "numpy", "scipy", "uproot", "awkward", "coffea", "dask", "distributed", "vector", "hist",
     "mplhep", "matplotlib", "pyarrow", "tensorflow", "keras", "energyflow", "pot", "pywavelets",
-    "scikit-learn", "pythia8mc", "fastjet", "pybumphunter", "pydantic", "pyyaml",
+    "scikit-learn", "pythia8mc", "fastjet", "pybumphunter", "iminuit", "pydantic", "pyyaml",
 )  # fmt: skip
 
 

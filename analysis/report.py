@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from analysis.atomic import write_text
+from analysis.sensitivity.model import MethodEntry, Sensitivity
 
 
 @dataclass
@@ -34,24 +37,6 @@ def _fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     return str(value)
-
-
-def sensitivity_section(results: Path) -> Section | None:
-    data = _read(results / "sensitivity.json")
-    if not data:
-        return None
-    rows = [
-        [m["method"], _fmt(m.get("n_signal_3sigma")), _fmt(m.get("n_signal_5sigma")),
-         ", ".join(f"{p['n_signal']:g}: {p['z']:.2f}" for p in m.get("points", []))]
-        for m in data["methods"]
-    ]  # fmt: skip
-    section = Section(
-        "Method comparison",
-        ["Signal events each method needs for a 3 and 5 sigma local significance, on the same "
-         "background sample with the same injected events. Z versus injected events in the last column."],
-        (["method", "N(3 sigma)", "N(5 sigma)", "Z at N"], rows),
-    )  # fmt: skip
-    return section
 
 
 def build_report(results: Path, sections: list[Section]) -> tuple[Path, Path]:
@@ -106,38 +91,154 @@ def build_report(results: Path, sections: list[Section]) -> tuple[Path, Path]:
 SENSITIVITY_SOURCES = ("scan", "autoencoders", "baselines")
 
 
-def collect_sensitivity(results: Path) -> list[dict[str, Any]]:
-    """Every method's entry from the stages' sensitivity.json files, written to the top level."""
-    from analysis.sensitivity import merge_method
-
+def collect_sensitivity(results: Path) -> Sensitivity:
+    """Every stage's entries (``<stage>/sensitivity.json``) in the results' ``sensitivity.json``."""
     target = results / "sensitivity.json"
-    target.unlink(missing_ok=True)
-    methods = []
+    combined = Sensitivity()
     for stage in SENSITIVITY_SOURCES:
-        data = _read(results / stage / "sensitivity.json") or {"methods": []}
-        for entry in data["methods"]:
-            merge_method(target, {**entry, "stage": stage})
-            methods.append(entry)
-    return methods
+        path = results / stage / "sensitivity.json"
+        if path.is_file():
+            part = Sensitivity.read(path)
+            for entry in part.methods:
+                combined = combined.with_entry(entry, part.protocol)
+    target.unlink(missing_ok=True)
+    if combined.methods:
+        combined.write(target)
+    return combined
 
 
-def comparison_figure(methods: list[dict[str, Any]]):
-    """Z versus injected signal events of every method, with the 3 and 5 sigma lines."""
+def _n(value: float | None) -> str:
+    return "not reached" if value is None else f"{value:.0f}"
+
+
+def _end(value: float | None, limit: float | None) -> str:
+    if value is not None:
+        return f"{value:.0f}"
+    return f"< {limit:.0f}" if limit is not None else "not reached"
+
+
+def _crossing(entry: MethodEntry, sigma: int, kind: str) -> str:
+    """'420 [310, 600]' (median [band]), '< 300 (bound)' or 'not reached' for a table cell."""
+    attr = "global_" if kind == "global" else "local"
+    value = getattr(getattr(entry, f"n_signal_{sigma}sigma"), attr)
+    limit = getattr(getattr(entry, f"n_signal_{sigma}sigma_limit"), attr)
+    band = getattr(entry, f"n_signal_{sigma}sigma_band")
+    (lo, hi), (lo_limit, hi_limit) = getattr(band, attr), getattr(band, f"{kind}_limit")
+    if value is None and limit is None and lo is None and lo_limit is None:
+        return "not reached"
+    if lo is None and lo_limit is not None and value is not None:
+        lo_limit = min(lo_limit, value)  # the 84 % curve crosses before the median
+    return f"{_end(value, limit)} [{_end(lo, lo_limit)}, {_end(hi, hi_limit)}]"
+
+
+def method_table(entries: list[MethodEntry]) -> tuple[list[str], list[list[str]]]:
+    """The headline table: global expected N(3, 5 sigma) with bands, local beside them."""
+    head = ["method", "realisations", "N(3σ) global", "N(5σ) global", "N(3σ) local", "N(5σ) local",
+            "Z global at N=0", "null KS p"]  # fmt: skip
+    rows = []
+    for e in entries:
+        zero = e.point(0) if any(p.n_signal == 0 for p in e.points) else None
+        z0 = "" if zero is None else f"{zero.z_global.median:+.2f} [{zero.z_global.lo:+.2f}, {zero.z_global.hi:+.2f}]"
+        lumi = "" if e.luminosity_fraction == 1 else f" (at {e.luminosity_fraction:.0%} luminosity, N rescaled)"
+        rows.append([
+            e.method + lumi, str(e.realizations), _crossing(e, 3, "global"), _crossing(e, 5, "global"),
+            _crossing(e, 3, "local"), _crossing(e, 5, "local"), z0,
+            "" if e.null_ks_pvalue is None else f"{e.null_ks_pvalue:.3g}",
+        ])  # fmt: skip
+    return head, rows
+
+
+def z_table(entries: list[MethodEntry]) -> tuple[list[str], list[list[str]]]:
+    """Median global (local) Z with the 16-84 % band at every injected N; '>' marks a bound."""
+    sizes = [p.n_signal for p in entries[0].points]
+    head = ["method", *[f"N = {n}" for n in sizes]]
+    rows = []
+    for e in entries:
+        cells = []
+        for p in e.points:
+            mark = ">" if p.bound else ""
+            cells.append(f"{mark}{p.z_global.median:.2f} [{p.z_global.lo:.2f}, {p.z_global.hi:.2f}] ({p.z_local.median:.2f})")
+        rows.append([e.method, *cells])
+    return head, rows
+
+
+METHOD_ORDER = ("cwola_pfn", "pfn_auc", "bumphunter", "dijet_fit")
+
+
+def _ordered(entries: list[MethodEntry]) -> list[MethodEntry]:
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return sorted(entries, key=lambda e: (rank.get(e.method, len(rank)), e.method))
+
+
+def _style(index: int) -> dict[str, Any]:
+    import matplotlib.pyplot as plt
+
+    colours = plt.get_cmap("tab10").colors
+    markers = "os^Dv<>pPX*h"
+    return {"color": colours[index % len(colours)], "marker": markers[index % len(markers)]}
+
+
+def comparison_figure(entries: list[MethodEntry], kind: str = "global"):
+    """Median Z with its 16-84 % band (error bar) versus injected events, one colour and marker
+    per method (markers spread a little in N to stay apart); a median that is only a lower bound
+    is an open marker with an upward arrow."""
     import matplotlib.pyplot as plt
     import mplhep as hep
 
     hep.style.use("CMS")
-    fig, ax = plt.subplots(figsize=(10, 7))
-    for entry in methods:
-        pts = [p for p in entry["points"] if p["n_signal"] > 0]
-        ax.plot([p["n_signal"] for p in pts], [p["z"] for p in pts], "o-", label=entry["method"])
+    fig, ax = plt.subplots(figsize=(13, 7.5))
+    ordered = _ordered(entries)
+    top = 5.6
+    for i, e in enumerate(ordered):
+        style = _style(i)
+        pts = [p for p in e.points if p.n_signal > 0]
+        n = np.array([p.n_signal for p in pts], dtype=float) * 1.035 ** (i - (len(ordered) - 1) / 2)
+        band = [getattr(p, f"z_{kind}") for p in pts]
+        bound = np.array([p.bound if kind == "global" else p.bound_local for p in pts])
+        med, lo, hi = (np.array([getattr(b, q) for b in band]) for q in ("median", "lo", "hi"))
+        top = max(top, float(hi.max()) + 0.8)
+        ax.plot(n, med, "-", color=style["color"], lw=1, alpha=0.6)
+        ax.errorbar(n[~bound], med[~bound], yerr=[med[~bound] - lo[~bound], hi[~bound] - med[~bound]],
+                    linestyle="none", capsize=3, ms=7, **style, label=e.method)  # fmt: skip
+        if bound.any():
+            ax.plot(n[bound], med[bound], linestyle="none", marker=style["marker"], ms=7, mfc="white",
+                    mec=style["color"], label=None if (~bound).any() else e.method)  # fmt: skip
+            for x, y in zip(n[bound], med[bound], strict=True):
+                ax.annotate("", (x, y + 0.5), (x, y), arrowprops={"arrowstyle": "->", "color": style["color"]})
     for z in (3, 5):
         ax.axhline(z, color="grey", linestyle="--", linewidth=1)
+        ax.text(0.005, z + 0.05, f"{z}σ", transform=ax.get_yaxis_transform(), va="bottom", color="grey", fontsize=14)
+    ax.set_ylim(min(ax.get_ylim()[0], -1.0), top)
     ax.set_xscale("log")
-    ax.set_xlabel("injected signal events")
-    ax.set_ylabel("significance Z")
-    ax.legend(fontsize=12, ncol=2)
-    hep.label.exp_text("dijetscan", "method comparison", ax=ax, loc=0)
+    ax.set_xlabel("injected signal events N")
+    ax.set_ylabel(f"expected {kind} Z", fontsize=22)
+    ax.set_title(f"median {kind} Z over realisations, bars: 16-84 %", fontsize=14, loc="right")
+    ax.legend(fontsize=13, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="open: lower bound", title_fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def calibration_figure(entries: list[MethodEntry]):
+    """Empirical CDF of every method's global p on background-only realisations against uniform."""
+    import matplotlib.pyplot as plt
+    import mplhep as hep
+
+    hep.style.use("CMS")
+    fig, ax = plt.subplots(figsize=(12, 7))
+    ax.plot([0, 1], [0, 1], color="black", lw=1, linestyle="--", label="uniform")
+    for i, e in enumerate(_ordered(entries)):
+        p = np.sort(np.asarray(e.null_p_global))
+        if not len(p):
+            continue
+        ecdf = np.arange(1, len(p) + 1) / len(p)
+        ks = "" if e.null_ks_pvalue is None else f" (KS p = {e.null_ks_pvalue:.2g})"
+        ax.step(np.r_[0, p, 1], np.r_[0, ecdf, 1], where="post", color=_style(i)["color"], label=f"{e.method}{ks}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("global p-value, background-only realisations")
+    ax.set_ylabel("fraction of realisations with p below", fontsize=20)
+    ax.legend(fontsize=11, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
     return fig
 
 
@@ -147,50 +248,102 @@ def _cutflow_paragraph(results: Path) -> str | None:
         return None
     parts = [f"{name}: {d['cutflow']['all']} generated, {d['cutflow']['n_jets']} selected 2-jet events"
              for name, d in cutflow["datasets"].items()]  # fmt: skip
-    inj = cutflow.get("injection") or {}
-    extra = f" Injection: {inj.get('kind')}, sizes {inj.get('sizes')}." if inj else ""
-    return "Events: " + "; ".join(parts) + "." + extra
+    return "Events: " + "; ".join(parts) + "."
+
+
+def protocol_paragraphs(data: Sensitivity) -> list[str]:
+    p = data.protocol
+    if p is None:
+        return []
+    lumi = "" if p.luminosity_pb is None else f" (L = {p.luminosity_pb:.3g} pb^-1)"
+    resampling = {
+        "model_poisson": "every background event with a Poisson multiplicity whose rate makes each m_jj bin's "
+        "expectation the smooth background model's, so realisations scatter about the model with Poisson spread",
+        "poisson": "a plain Poisson bootstrap of the background events (rate 1)",
+    }[p.resampling]
+    model = p.background_model
+    regions = "; ".join(f"{name}: {lo:.0f}-{hi:.0f} GeV" for name, (lo, hi) in p.signal_region_gev.items())
+    return [
+        f"Every method runs on the same {p.realizations} background realisations of the analysis luminosity: "
+        f"{p.background_events} selected background events{lumi}, {resampling}. For each injected N the signal "
+        f"events are the first N of a per-realisation permutation of the signal pool (nested: the N = "
+        f"{p.n_signal[-1]} draw contains the smaller ones). Seed {p.seed}.",
+        f"Histogram methods search {p.mjj_range_gev[0]:.0f}-{p.mjj_range_gev[1]:.0f} GeV; the background model "
+        f"({model.get('model', '?')}) describes the sample there with chi2/ndf = {model.get('chi2_ndf', float('nan')):.2f} "
+        f"({model.get('chi2', float('nan')):.1f} / {model.get('ndf', '?')}). Signal region (16-84 % of the signal's m_jj): {regions}.",
+        "Z is one-sided, Z = Φ⁻¹(1 - p), the median over realisations with its 16-84 % band (expected "
+        "significance). Global includes each method's look-elsewhere effect (what that is for each method is said "
+        "under its table); local does not. N(3σ), N(5σ): injected events where the median Z reaches 3, 5 (linear "
+        "interpolation; band from the 84 % and 16 % curves). A p-value beyond what the toys or their fitted "
+        "tail support is a bound ('>' in the Z table, open markers in the plot) and never gives a crossing.",
+    ]  # fmt: skip
+
+
+def signal_sections(data: Sensitivity) -> list[Section]:
+    sections = []
+    for signal in sorted({e.signal for e in data.methods}):
+        entries = _ordered([e for e in data.methods if e.signal == signal])
+        fingerprints = {e.fingerprint for e in entries}
+        same = ("All methods ran on the same events (one realisation fingerprint, "
+                f"{entries[0].background_events} expected background events each)."
+                if len(fingerprints) == 1 else
+                f"WARNING: the methods ran on {len(fingerprints)} different sets of realisations.")  # fmt: skip
+        sob = entries[0].points
+        sob_text = ", ".join(f"N = {p.n_signal}: {p.s_over_b:.2%}" for p in sob if p.s_over_b is not None)
+        meaning = [f"{e.method}: {e.z_global_meaning}" for e in entries]
+        sections.append(Section(
+            f"Method comparison: {signal}",
+            [same, f"S/B in the signal region: {sob_text}.", "Global means — " + "; ".join(meaning) + "."],
+            method_table(entries),
+        ))  # fmt: skip
+        sections.append(Section(f"Expected Z at every N: {signal}",
+                                ["Median global Z [16 %, 84 %] (median local Z in parentheses)."],
+                                z_table(entries),
+                                images=[("expected global Z versus injected events", "comparison.png"),
+                                        ("expected local Z versus injected events", "comparison_local.png")]))  # fmt: skip
+    return sections
 
 
 def write_report(results: Path, config: Any) -> tuple[Path, Path]:
-    """sensitivity.json, comparison.png and report.md / report.html of a chain's results."""
+    """sensitivity.json, the comparison and calibration plots and report.md / report.html."""
     from analysis.plots import save
 
     results = Path(results)
-    methods = collect_sensitivity(results)
-    if methods:
-        save(comparison_figure(methods), results / "comparison.png")
+    data = collect_sensitivity(results)
+    if data.methods:
+        save(comparison_figure(data.methods, "global"), results / "comparison.png")
+        save(comparison_figure(data.methods, "local"), results / "comparison_local.png")
+        save(calibration_figure(data.methods), results / "null_calibration.png")
     intro = [
-        "Model-agnostic search for a dijet resonance: the same background sample and the same "
-        "injected signal events analysed by the adjacent-bin PFN (CWoLa-style AUC), autoencoders on "
-        "wavelet p-value maps, BumpHunter and a background + Gaussian fit.",
+        "Model-agnostic search for a dijet resonance: the adjacent-bin PFN (CWoLa-style AUC), autoencoders "
+        "on wavelet p-value maps, BumpHunter and a background + Gaussian mass scan, measured with one "
+        "protocol on the same events.",
     ]
     if (para := _cutflow_paragraph(results)) is not None:
         intro.append(para)
-    sections = [Section("Analysis", intro)]
-    comparison = sensitivity_section(results)
-    if comparison is not None:
-        comparison.images.append(("Z versus injected events, every method", "comparison.png"))
-        comparison.paragraphs.append(
-            "PFN: Z = (mean AUC - null mean) / null std of the affected bin pair. Autoencoders: "
-            "efficiency p-value of the reconstruction error (floored at 1 / background test maps). "
-            "BumpHunter: local Z of the most significant window against the background fit of the "
-            "background-only spectrum (global Z per point in sensitivity.json). Fit: local Z from the "
-            "profile likelihood ratio of a Gaussian at the signal's reconstructed mass."
-        )
-        sections.append(comparison)
+    sections = [Section("Analysis", intro + protocol_paragraphs(data)), *signal_sections(data)]
+    if data.methods:
+        sections.append(Section(
+            "Null calibration",
+            ["Global p of every method on the background-only realisations (N = 0) against the uniform "
+             "distribution: a calibrated null follows the diagonal; the KS p-value is in the legend and the table."],
+            images=[("empirical CDF of the background-only global p-values", "null_calibration.png")],
+        ))  # fmt: skip
     sections += [
-        Section("Dijet mass spectrum", ["Background-only and injected m_jj spectra over the background fit."],
-                images=[("m_jj spectrum and background fit", "baselines/spectrum_fit.png")]),
+        Section("Background model and dijet mass spectrum",
+                ["The sample's background-only m_jj spectrum and an injected realisation over the background model "
+                 "behind the realisations, with pulls."],
+                images=[("m_jj spectrum and background model", "baselines/spectrum_fit.png")]),
         Section("Adjacent-bin PFN scan", ["AUC mean and std over random samples per adjacent bin pair (no injection), "
-                                          "and the PFN's Z versus injected events for the affected pair."],
+                                          "and the PFN's Z versus injected events."],
                 images=[("AUC scan", "scan/auc_scan.png"), ("PFN sensitivity", "scan/sensitivity_pfn_auc.png")]),
-        Section("Wavelet p-value maps and autoencoders", ["p-value versus signal size for every autoencoder."],
+        Section("Wavelet p-value maps and autoencoders", ["p-value versus injected events for every autoencoder."],
                 images=[("p-value versus signal size", "autoencoders/pvalue_vs_signal.png")]
-                + [(f"losses {m}_ae", f"autoencoders/losses_{m}_ae.png") for m in config.autoencoders.models]),
+                + [(f"losses {m.removesuffix('_ae')}_ae", f"autoencoders/losses_{m.removesuffix('_ae')}_ae.png")
+                   for m in config.autoencoders.models]),
         Section("Classical baselines", [],
                 images=[("BumpHunter", "baselines/sensitivity_bumphunter.png"),
-                        ("background + Gaussian fit", "baselines/sensitivity_dijet_fit.png")]),
+                        ("background + Gaussian mass scan", "baselines/sensitivity_dijet_fit.png")]),
         Section("Toy spectra", ["The configured toy signal, background and wavelet (configs/*.yaml)."],
                 images=[(k, f"toys/{k}.png") for k in ("clean", "fluctuations", "cwt-clean")]),
     ]  # fmt: skip

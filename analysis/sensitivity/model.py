@@ -54,10 +54,13 @@ class Crossing(_Model):
 
 
 class CrossingBand(_Model):
-    """The crossing of the 84 % and 16 % Z curves (null where not reached)."""
+    """The crossings of the 84 % and 16 % Z curves (the band of N); ``*_limit``: where a curve
+    reaches the threshold only as a bound (its crossing lies below that N)."""
 
     global_: tuple[float | None, float | None] = Field((None, None), alias="global")
     local: tuple[float | None, float | None] = (None, None)
+    global_limit: tuple[float | None, float | None] = (None, None)
+    local_limit: tuple[float | None, float | None] = (None, None)
 
 
 class MethodEntry(_Model):

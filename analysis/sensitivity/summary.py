@@ -110,7 +110,10 @@ def summarise(
         median = Crossing(**{"global": found[("global", 0.5)][0], "local": found[("local", 0.5)][0]})
         limit = Crossing(**{"global": found[("global", 0.5)][1], "local": found[("local", 0.5)][1]})
         # the 84 % curve reaches the threshold first: the band's lower end
-        spread = CrossingBand(**{kind: (found[(kind, 0.84)][0], found[(kind, 0.16)][0]) for kind in ("global", "local")})
+        spread = CrossingBand(
+            **{kind: (found[(kind, 0.84)][0], found[(kind, 0.16)][0]) for kind in ("global", "local")},
+            **{f"{kind}_limit": (found[(kind, 0.84)][1], found[(kind, 0.16)][1]) for kind in ("global", "local")},
+        )
         return median, spread, limit
 
     c3, b3, l3 = crossings(3.0)

@@ -2,6 +2,10 @@
 
 Each module in :mod:`analysis.commands` defines ``NAME``, ``HELP``, ``add_arguments(parser)``
 and ``main(args) -> int``; its docstring is the subcommand's description.
+
+Errors are one line on stderr (``error: ...``), whatever the exception's text holds (uproot and
+others raise multi-line messages): ConfigError exits 2, InputError and anything unexpected 1,
+an interrupt 130; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -12,6 +16,15 @@ import sys
 from collections.abc import Sequence
 
 from analysis.errors import DijetscanError
+
+MAX_MESSAGE = 2000  # characters of an error line
+
+
+def one_line(text: object) -> str:
+    """``text`` on one line: whitespace runs (newlines too) become one space; very long text is cut."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 3] + "..."
+
 
 COMMAND_MODULES = (
     "run", "generate", "process", "scan", "build_dataset", "train_ae", "pvalue_scan", "bumphunt", "plot", "session",
@@ -58,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DijetscanError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -66,5 +79,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        message = f"{type(exc).__name__}: {one_line(exc)} (run with --debug for the traceback)"
+        print(f"error: {message}", file=sys.stderr)
         return 1

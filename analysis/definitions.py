@@ -4,6 +4,12 @@ Signals are sums over periods ``n = 0..T-1`` of Gaussians whose ``center``, ``he
 ``width`` are safe expressions of ``n`` (see :mod:`analysis.expressions`); backgrounds are an
 exponential ``amplitude * exp(-rate * m)`` or the 4-parameter dijet function; wavelets are
 complex Morlets ``cmor{B}-{C}`` with a range of scales.
+
+Everything is checked when a file is loaded, not when a spectrum is drawn: numbers must be
+finite (``.inf``, ``.nan``, ``1e999`` are refused), a signal's expressions are evaluated at
+every period index ``n = 0..periods-1`` and must be finite and within bounds (``width > 0``,
+``height >= 0``, ``|value| <= 1e12``), and a background's expected counts must be finite and
+within the same bound in every bin. Errors name the file, the entry and the field.
 """
 
 from __future__ import annotations
@@ -12,15 +18,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from analysis.config import StrictModel, read_yaml
 from analysis.errors import ConfigError
-from analysis.expressions import Expression, ExpressionError, parse
+from analysis.expressions import MAX_VALUE, Expression, ExpressionError, check_values, parse
+
+_FINITE = ConfigDict(allow_inf_nan=False)  # merged with StrictModel's: unknown keys, frozen
 
 
 class Binning(StrictModel):
     """A regular mass binning [low, high) in GeV."""
+
+    model_config = _FINITE
 
     low: float = 0.0
     high: float = 512.0
@@ -43,6 +53,8 @@ class Binning(StrictModel):
 
 
 class _Entry(StrictModel):
+    model_config = _FINITE
+
     id: int = Field(ge=0)
     name: str = ""
 
@@ -58,8 +70,12 @@ class SignalDef(_Entry):
 
     @field_validator("center", "height", "width")
     @classmethod
-    def _expression(cls, value: str | float) -> str | float:
-        parse(value)  # raises ExpressionError (a ValueError) for anything not allowed
+    def _expression(cls, value: str | float, info: ValidationInfo) -> str | float:
+        expression = parse(value)  # raises ExpressionError (a ValueError) for anything not allowed
+        periods = info.data.get("periods")
+        if periods is not None:  # (an invalid periods is reported on its own)
+            check_values(expression, periods, positive=info.field_name == "width",
+                         non_negative=info.field_name == "height")  # fmt: skip
         return value
 
     def expression(self, field: str) -> Expression:
@@ -73,6 +89,11 @@ class ExponentialBackground(_Entry):
     amplitude: float = Field(gt=0.0)
     rate: float = Field(ge=0.0)
     binning: Binning = Binning()
+
+    @model_validator(mode="after")
+    def _counts(self) -> ExponentialBackground:
+        _check_counts(self)
+        return self
 
 
 class DijetBackground(_Entry):
@@ -90,7 +111,23 @@ class DijetBackground(_Entry):
     def _inside(self) -> DijetBackground:
         if self.binning.low <= 0 or self.binning.high >= self.sqrt_s:
             raise ValueError("binning must lie inside (0, sqrt_s)")
+        _check_counts(self)
         return self
+
+
+def _check_counts(background: ExponentialBackground | DijetBackground) -> None:
+    """The expected counts must be finite and within ±MAX_VALUE in every bin (else the toys fail)."""
+    from analysis.spectra import background_counts
+
+    with np.errstate(all="ignore"):
+        counts = background_counts(background)
+    bad = ~(np.isfinite(counts) & (np.abs(counts) <= MAX_VALUE))
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise ValueError(
+            f"expected counts are not finite or beyond ±{MAX_VALUE:g} (bin {first}: {counts[first]:g}); "
+            "check the parameters and the binning"
+        )
 
 
 BackgroundDef = Annotated[ExponentialBackground | DijetBackground, Field(discriminator="kind")]

@@ -2,13 +2,20 @@
 
 Expressions are parsed with :mod:`ast` and evaluated by walking the tree; nothing is ever
 executed. Allowed: numbers, the variable ``n``, the constants ``pi`` and ``e``, ``+ - * / **``,
-unary signs, parentheses and calls of a fixed set of math functions with positional arguments.
-Any other name, attribute, subscript, keyword, comparison, string or call is rejected.
+unary signs, parentheses and calls of a fixed set of math functions with positional arguments
+(one argument; ``min`` and ``max`` two or more, folded pairwise, so no argument can ever land in
+NumPy's ``out`` slot). Any other name, attribute, subscript, keyword, comparison, string or call
+is rejected, and so is a number that is not finite as a float (``1e999``, ``10**400`` written
+out). The value of ``n`` is read-only during an evaluation: nothing can change it for the next
+expression. :func:`check_values` evaluates an expression over every period index and checks
+the values are finite and within bounds, so definitions fail at load, not at plot time.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
+import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,8 +24,16 @@ import numpy as np
 
 MAX_LENGTH = 200
 MAX_EXPONENT = 64.0
+MAX_ARGUMENTS = 16  # of min / max
+MAX_VALUE = 1e12  # bound on |value| of a signal centre, height or width
 
-FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
+
+def _fold(function: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """``function`` (np.minimum / np.maximum) folded over any number of arguments, pairwise."""
+    return lambda *args: functools.reduce(lambda a, b: function(a, b), args)
+
+
+UNARY_FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
     "sqrt": np.sqrt,
     "exp": np.exp,
     "log": np.log,
@@ -29,9 +44,9 @@ FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
     "abs": np.abs,
     "floor": np.floor,
     "ceil": np.ceil,
-    "min": np.minimum,
-    "max": np.maximum,
 }
+FOLDED_FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {"min": _fold(np.minimum), "max": _fold(np.maximum)}
+FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {**UNARY_FUNCTIONS, **FOLDED_FUNCTIONS}
 CONSTANTS = {"pi": float(np.pi), "e": float(np.e)}
 VARIABLE = "n"
 
@@ -57,12 +72,39 @@ class Expression:
     tree: ast.Expression
 
     def __call__(self, n: float | np.ndarray) -> np.ndarray:
+        index = np.array(n, dtype=float)  # a private, read-only copy: no function can write into n
+        index.setflags(write=False)
         with np.errstate(all="raise"):
             try:
-                value = _evaluate(self.tree.body, np.asarray(n, dtype=float))
+                value = _evaluate(self.tree.body, index)
             except FloatingPointError as exc:
                 raise ExpressionError(f"'{self.text}' has no finite value ({exc})") from None
-        return np.broadcast_to(np.asarray(value, dtype=float), np.shape(n)).copy()
+            except ExpressionError as exc:
+                raise ExpressionError(f"{exc} in '{self.text}'") from None
+        value = np.broadcast_to(np.asarray(value, dtype=float), np.shape(n)).copy()
+        if not np.all(np.isfinite(value)):
+            raise ExpressionError(f"'{self.text}' has no finite value")
+        return value
+
+
+def check_values(
+    expression: Expression, periods: int, *, positive: bool = False, non_negative: bool = False
+) -> np.ndarray:
+    """Evaluate ``expression`` at ``n = 0..periods-1``; every value must be finite, within
+    ``±MAX_VALUE`` and (``positive`` / ``non_negative``) of the right sign. Returns the values;
+    raises :class:`ExpressionError` naming the first offending ``n``."""
+    n = np.arange(periods, dtype=float)
+    values = expression(n)
+    checks = [(np.abs(values) <= MAX_VALUE, f"outside ±{MAX_VALUE:g}")]
+    if positive:
+        checks.append((values > 0, "not positive"))
+    if non_negative:
+        checks.append((values >= 0, "negative"))
+    for ok, what in checks:
+        if not np.all(ok):
+            first = int(np.argmin(ok))
+            raise ExpressionError(f"'{expression.text}' is {what} at n = {first} (value {values[first]:g})")
+    return values
 
 
 def parse(text: str | int | float) -> Expression:
@@ -98,6 +140,12 @@ def _check(node: ast.AST, text: str) -> None:
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, int | float):
             raise ExpressionError(f"constant {node.value!r} is not a number in '{text}'")
+        try:
+            finite = math.isfinite(float(node.value))
+        except OverflowError:
+            finite = False
+        if not finite:
+            raise ExpressionError(f"number {_short(node.value)} is not finite in '{text}'")
         return
     if isinstance(node, ast.Name):
         if node.id != VARIABLE and node.id not in CONSTANTS and node.id not in FUNCTIONS:
@@ -110,8 +158,18 @@ def _check(node: ast.AST, text: str) -> None:
             )
         if node.keywords:
             raise ExpressionError(f"keyword arguments are not allowed in '{text}'")
+        name = node.func.id
+        if name in UNARY_FUNCTIONS and len(node.args) != 1:
+            raise ExpressionError(f"{name}() takes exactly one argument in '{text}'")
+        if name in FOLDED_FUNCTIONS and not 2 <= len(node.args) <= MAX_ARGUMENTS:
+            raise ExpressionError(f"{name}() takes 2 to {MAX_ARGUMENTS} arguments in '{text}'")
         return
     raise ExpressionError(f"{type(node).__name__} is not allowed in '{text}'")
+
+
+def _short(value: float) -> str:
+    text = repr(value)
+    return text if len(text) <= 20 else f"{text[:12]}... ({len(text)} digits)"
 
 
 def _evaluate(node: ast.AST, n: np.ndarray) -> np.ndarray | float:

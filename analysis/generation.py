@@ -6,6 +6,13 @@ number of worker processes. Each file is written to a temporary name and renamed
 followed by a small JSON record (seed, settings fingerprint, cross-section); a rerun reuses
 every file whose record matches and whose ``Runs`` tree holds the expected event count.
 The sample directory gets a ``fileset.json`` (coffea's fileset form, paths relative to it).
+While a rerun rewrites files of a dataset already listed there, its entry is marked
+``"incomplete": true`` (``load_fileset`` refuses it), so a reader never mixes old and new files.
+Temporary files that killed runs left behind are removed when the next run starts.
+
+Sizes are bounded before anything is planned: at most ``MAX_EVENTS`` events and ``MAX_FILES``
+files per sample, ``MAX_WORKERS`` workers and ``MAX_BATCH`` events per Pythia batch; a request
+beyond them is a ConfigError (exit 2) naming the flag or key and the bound.
 
 Per batch of events: ``Pythia.nextBatch`` returns the event records as awkward arrays, and
 :mod:`analysis.jets` clusters, matches and writes the whole batch with array operations.
@@ -28,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from analysis.atomic import atomic_path, write_json
+from analysis.atomic import atomic_path, remove_stale, write_json
+from analysis.atomic import check_out_dir as _check_out_dir
 from analysis.config import GenerationConfig
 from analysis.errors import ConfigError, InputError
 from analysis.jets import ChargeTable, JetSettings, build_batch, from_pythia_batch
@@ -38,6 +46,10 @@ GRAVITON = 5100039  # Pythia's RS graviton G*
 MASS_MIN = 50.0  # GeV; xgg masses must lie in [MASS_MIN, sqrt_s / 2]
 MB_TO_PB = 1e9
 SEED_MAX = 900_000_000  # Pythia's Random:seed range is 1..900000000
+MAX_EVENTS = 100_000_000  # per sample: ~5 core-days of Pythia at the default settings
+MAX_FILES = 100_000  # per sample (events / events_per_file): every file is a planned job
+MAX_WORKERS = 1024
+MAX_BATCH = 50_000  # events per Pythia batch, held in memory with all their particles
 
 
 # -- settings --------------------------------------------------------------------------------
@@ -46,12 +58,32 @@ def dataset_name(process: str, mass: float | None) -> str:
     return process if process != "xgg" else f"xgg_m{mass:g}"
 
 
-def check_request(process: str, n_events: int, mass: float | None, cfg: GenerationConfig) -> float | None:
-    """Validate a generation request; returns the resonance mass (None for qcd)."""
+def check_request(
+    process: str, n_events: int, mass: float | None, cfg: GenerationConfig, events_flag: str = "--events"
+) -> float | None:
+    """Validate a generation request; returns the resonance mass (None for qcd).
+
+    ``events_flag`` names the number of events in messages (``generation.qcd_events`` for `run`).
+    """
     if process not in PROCESSES:
         raise ConfigError(f"--process: unknown process {process!r} (choose from {', '.join(PROCESSES)})")
     if n_events <= 0:
-        raise ConfigError(f"--events: must be a positive number of events (got {n_events})")
+        raise ConfigError(f"{events_flag}: must be a positive number of events (got {n_events})")
+    if n_events > MAX_EVENTS:
+        raise ConfigError(
+            f"{events_flag} {n_events}: more than the limit of {MAX_EVENTS} events per sample "
+            "(generate several samples with different --seed values instead)"
+        )
+    per_file = f"--events-per-file (generation.events_per_file) {cfg.events_per_file}"
+    if cfg.events_per_file > MAX_EVENTS:
+        raise ConfigError(f"{per_file}: more than the limit of {MAX_EVENTS}")
+    n_files = math.ceil(n_events / cfg.events_per_file)
+    if n_files > MAX_FILES:
+        raise ConfigError(
+            f"{per_file}: {n_events} events make {n_files} files, more than the limit of {MAX_FILES} files per sample"
+        )
+    if cfg.batch_size > MAX_BATCH:
+        raise ConfigError(f"generation.batch_size {cfg.batch_size}: more than the limit of {MAX_BATCH} per batch")
     if process == "qcd":
         if mass is not None:
             raise ConfigError("--mass: applies to --process xgg only")
@@ -284,14 +316,7 @@ def plan_files(
 
 def check_out_dir(out_dir: Path) -> Path:
     """Create the output directory and check it is writable (ConfigError otherwise)."""
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--out: cannot create the output directory {out_dir} ({exc.strerror})") from None
-    if not out_dir.is_dir() or not os.access(out_dir, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out: the output directory {out_dir} is not writable")
-    return out_dir
+    return _check_out_dir(out_dir, "--out")
 
 
 def generate(
@@ -303,20 +328,24 @@ def generate(
     workers: int | None = None,
     cfg: GenerationConfig | None = None,
     quiet: bool = False,
+    events_flag: str = "--events",
 ) -> Path:
     """Generate (or reuse) a sample and write its ``fileset.json``; returns that path.
 
     ``workers``: processes (None: all cores; 1: in this process). Files already finished with
     the same seed and settings are kept. The fileset entry of this dataset is added to (or
-    replaces) the one in an existing ``fileset.json`` of ``out_dir``.
+    replaces) the one in an existing ``fileset.json`` of ``out_dir``; while files are being
+    rewritten, an existing entry is marked incomplete. ``events_flag`` names ``n_events`` in
+    error messages.
     """
     cfg = cfg or GenerationConfig()
-    mass = check_request(process, n_events, mass, cfg)
+    mass = check_request(process, n_events, mass, cfg, events_flag)
     if not 0 <= seed < 2**32:
         raise ConfigError(f"--seed: must be in 0..2**32-1 (got {seed})")
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers: must be at least 1 (got {workers})")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers: must be between 1 and {MAX_WORKERS} (got {workers})")
     out_dir = check_out_dir(Path(out_dir))
+    remove_stale(out_dir, recursive=False)
     jobs = plan_files(process, n_events, seed, out_dir, mass, cfg)
     records: dict[int, FileRecord] = {}
     todo = []
@@ -326,6 +355,8 @@ def generate(
             todo.append(job)
         else:
             records[job.index] = rec
+    if todo:
+        mark_incomplete(out_dir, dataset_name(process, mass))
     n_workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
 
     from tqdm import tqdm
@@ -355,19 +386,31 @@ def generate(
     return write_fileset(out_dir, name, [records[j.index] for j in jobs], process, mass, seed)
 
 
+def _read_fileset(target: Path) -> dict[str, Any]:
+    try:
+        fileset = json.loads(target.read_text()) if target.exists() else {}
+    except (OSError, ValueError):
+        return {}
+    return fileset if isinstance(fileset, dict) else {}
+
+
+def mark_incomplete(out_dir: Path, name: str) -> None:
+    """Mark dataset ``name`` of ``out_dir/fileset.json`` incomplete (its files are being rewritten)."""
+    target = out_dir / "fileset.json"
+    fileset = _read_fileset(target)
+    entry = fileset.get(name)
+    if isinstance(entry, dict):
+        metadata = entry.get("metadata") if isinstance(entry.get("metadata"), dict) else {}
+        fileset[name] = {**entry, "metadata": {**metadata, "incomplete": True}}
+        write_json(target, fileset)
+
+
 def write_fileset(
     out_dir: Path, name: str, records: list[FileRecord], process: str, mass: float | None, seed: int
 ) -> Path:
     """Add this dataset to ``out_dir/fileset.json`` (paths relative to it); returns its path."""
     target = out_dir / "fileset.json"
-    fileset: dict[str, Any] = {}
-    if target.exists():
-        try:
-            fileset = json.loads(target.read_text())
-        except (OSError, ValueError):
-            fileset = {}
-        if not isinstance(fileset, dict):
-            fileset = {}
+    fileset = _read_fileset(target)
     n = sum(r.n_events for r in records)
     xsec = sum(r.xsec_pb * r.n_events for r in records) / n
     xsec_err = math.sqrt(sum((r.xsec_err_pb * r.n_events) ** 2 for r in records)) / n
@@ -390,9 +433,12 @@ def default_samples(config: Any, workers: int | None = None, quiet: bool = False
     gen: GenerationConfig = config.generation
     base = Path(gen.data_dir)
     seed = config.seed
-    qcd = generate("qcd", gen.qcd_events, seed, base / f"qcd_seed{seed}", workers=workers, cfg=gen, quiet=quiet)
+    qcd = generate(
+        "qcd", gen.qcd_events, seed, base / f"qcd_seed{seed}",
+        workers=workers, cfg=gen, quiet=quiet, events_flag="generation.qcd_events",
+    )  # fmt: skip
     xgg = generate(
         "xgg", gen.xgg_events, seed, base / f"xgg_m{gen.xgg_mass:g}_seed{seed}",
-        mass=gen.xgg_mass, workers=workers, cfg=gen, quiet=quiet,
+        mass=gen.xgg_mass, workers=workers, cfg=gen, quiet=quiet, events_flag="generation.xgg_events",
     )  # fmt: skip
     return [qcd, xgg]

@@ -4,6 +4,12 @@
 ``signals.yaml``, ``backgrounds.yaml``, ``wavelets.yaml`` and ``session.json``. A saved session
 is itself a valid config directory (``run --config sessions/<name>/config.yaml``). Everything is
 validated on save and on load; nothing in a session is ever executed.
+
+``session.json`` is written last and is what makes a session complete: ``save --force``
+removes it before overwriting, so an interrupted save is refused by ``load`` instead of being
+half old and half new. A symbolic link at ``sessions/<name>`` is refused by every action
+(``save --force`` would otherwise write wherever it points). ``--sessions-dir`` and ``--into``
+naming a file are errors naming the path (exit 2).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from analysis.atomic import write_json, write_text
+from analysis.atomic import check_out_dir, remove_stale, write_json, write_text
 from analysis.config import AnalysisConfig, load_config, read_yaml
 from analysis.definitions import parse_entries
 from analysis.errors import ConfigError
@@ -37,7 +43,16 @@ def check_name(name: str) -> str:
 
 
 def session_dir(root: Path, name: str) -> Path:
-    return Path(root) / check_name(name)
+    """``root/name``; a symbolic link there is refused (a ConfigError naming it)."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--sessions-dir {root}: exists and is not a directory")
+    path = root / check_name(name)
+    if path.is_symlink():
+        raise ConfigError(f"{path}: is a symbolic link; sessions must be plain directories (remove the link)")
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: exists and is not a session directory")
+    return path
 
 
 def _validated_definitions(config: AnalysisConfig) -> dict[str, str]:
@@ -57,6 +72,10 @@ def save(root: Path, name: str, config_path: Path | None = None, force: bool = F
         raise ConfigError(f"session '{name}' already exists in {root} (use --force to overwrite)")
     config = load_config(config_path)
     texts = _validated_definitions(config)
+    check_out_dir(root, "--sessions-dir")
+    check_out_dir(target, "session")
+    remove_stale(target)
+    (target / MANIFEST).unlink(missing_ok=True)  # incomplete until the manifest is written again, last
     data: dict[str, Any] = read_yaml(config_path) if config_path else read_yaml(config.base_dir / "default.yaml")
     data.setdefault("toys", {})
     for kind in DEFINITIONS:
@@ -78,6 +97,11 @@ def load(root: Path, name: str, into: Path) -> list[Path]:
     source = session_dir(root, name)
     if not source.is_dir():
         raise ConfigError(f"no session '{name}' in {root} (see 'session list')")
+    if not (source / MANIFEST).is_file():
+        raise ConfigError(f"{source}: incomplete session (no {MANIFEST}: an interrupted save?); save again")
+    into = Path(into)
+    if into.exists() and not into.is_dir():
+        raise ConfigError(f"--into {into}: exists and is not a directory")
     config = load_config(source / CONFIG_FILE)
     texts = _validated_definitions(config)
     for kind in DEFINITIONS:
@@ -87,6 +111,8 @@ def load(root: Path, name: str, into: Path) -> list[Path]:
     config_name = Path(str(manifest.get("config_name", "default.yaml"))).name
     if not config_name.endswith((".yaml", ".yml")):
         raise ConfigError(f"{source / MANIFEST}: config_name {config_name!r} is not a .yaml file name")
+    check_out_dir(into, "--into")
+    remove_stale(into, recursive=False)
     written = []
     for kind in DEFINITIONS:
         write_text(into / f"{kind}.yaml", texts[kind])
@@ -102,7 +128,8 @@ def read_manifest(path: Path) -> dict[str, Any]:
     try:
         data = json.loads((path / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path / MANIFEST}: unreadable session manifest ({exc})") from None
+        why = " ".join(str(exc).split())
+        raise ConfigError(f"{path / MANIFEST}: unreadable session manifest ({why})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path / MANIFEST}: expected a JSON object")
     return data
@@ -111,18 +138,27 @@ def read_manifest(path: Path) -> dict[str, Any]:
 def list_sessions(root: Path) -> list[dict[str, Any]]:
     """The saved sessions (name and creation time), sorted by name."""
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--sessions-dir {root}: exists and is not a directory")
     if not root.is_dir():
         return []
     found = []
     for path in sorted(root.iterdir()):
-        if path.is_dir() and NAME_PATTERN.fullmatch(path.name) and (path / MANIFEST).is_file():
+        if (path.is_dir() and not path.is_symlink() and NAME_PATTERN.fullmatch(path.name)
+                and (path / MANIFEST).is_file()):  # fmt: skip
             found.append({"name": path.name, "created": read_manifest(path).get("created", "?")})
     return found
 
 
 def delete(root: Path, name: str) -> None:
-    """Delete a saved session; a missing one is an error."""
+    """Delete a saved session (an incomplete one too); a missing one is an error, and so is a
+    directory holding anything but a session's files."""
     target = session_dir(root, name)
-    if not (target / MANIFEST).is_file():
+    if not target.is_dir():
         raise ConfigError(f"no session '{name}' in {root} (see 'session list')")
+    ours = {MANIFEST, CONFIG_FILE, *(f"{kind}.yaml" for kind in DEFINITIONS)}
+    foreign = sorted(p.name for p in target.iterdir() if p.name not in ours and not p.name.endswith(".tmp"))
+    if foreign:
+        also = ", ".join(foreign[:3])
+        raise ConfigError(f"{target}: not a session directory (it also holds {also}); not deleted")
     shutil.rmtree(target)

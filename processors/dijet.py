@@ -3,12 +3,17 @@
 A pure coffea ``ProcessorABC``: it reads one chunk of NanoEvents, selects and fills; it writes
 nothing (the ``process`` command writes ``histograms.root``, ``cutflow.json`` and Parquet).
 
-Selection (config ``selection:``): jets with ``jet_pt_min <= pT <= jet_pt_max``,
-``|eta| < jet_abs_eta_max`` and ``jetId >= jet_id_min``; events with exactly ``n_jets``
-selected jets. m_jj is the mass of the sum of the selected jets' four-vectors (``vector``
-Lorentz vectors; rapidities from coffea's Lorentz-vector behaviour). The cutflow (coffea
-``PackedSelection``) counts events with at least ``n_jets`` jets passing the pT cut, then pT
-and eta, then pT, eta and jet id, and finally exactly ``n_jets`` selected jets.
+Selection (config ``selection:``): events whose jets all have finite kinematics and whose
+weight is finite; jets with ``jet_pt_min <= pT <= jet_pt_max``, ``|eta| < jet_abs_eta_max`` and
+``jetId >= jet_id_min``; events with exactly ``n_jets`` selected jets. m_jj is the mass of the
+sum of the selected jets' four-vectors (``vector`` Lorentz vectors; rapidities from coffea's
+Lorentz-vector behaviour). The cutflow (coffea ``PackedSelection``) counts events whose jets'
+pt, eta, phi, mass and the event weight are all finite (``finite``: an event with a NaN or
+infinite value anywhere in them is dropped whole, never half-selected), then those with at
+least ``n_jets`` jets passing the pT cut, then pT and eta, then pT, eta and jet id, and finally
+exactly ``n_jets`` selected jets. A selected event whose other output columns (rapidity, PF
+candidates) are not finite makes the file a ``non_finite`` problem: no NaN reaches a
+histogram, the Parquet output or a model.
 
 Inputs: any NanoAOD with ``Jet_pt/eta/phi/mass`` (generated files and CMS NanoAOD alike).
 ``Jet_jetId`` is needed only when ``jet_id_min > 0``: a file without it is reported with the
@@ -22,8 +27,9 @@ has ``PFCands``/``JetPFCands``; otherwise the columnar output has no ``constitue
 Output of one chunk (accumulated by coffea): ``{"files": {dataset: {filename: result}},
 "problems": {(kind, dataset, filename, message)}}`` where ``result`` holds the two histograms,
 the cutflow counts and the columnar chunks ``[(entrystart, array)]``. Errors are returned as
-data (``kind`` is ``"unreadable"`` or ``"missing_branch"``) rather than raised, so the file at
-fault is known under every executor and a skipped file's other chunks can be dropped whole.
+data (``kind`` is ``"unreadable"``, ``"missing_branch"`` or ``"non_finite"``) rather than
+raised, so the file at fault is known under every executor and a skipped file's other chunks
+can be dropped whole.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ from coffea.nanoevents.methods import vector
 warnings.filterwarnings("ignore", message="Missing cross-reference index")
 warnings.filterwarnings("ignore", message="Branch .* already exists but its values will be replaced")
 
-CUTS = ("jet_pt", "jet_eta", "jet_id", "n_jets")
+CUTS = ("finite", "jet_pt", "jet_eta", "jet_id", "n_jets")
 JET_FIELDS = ("pt", "eta", "phi", "mass", "rapidity", "partonFlavour", "jetId")
 CONSTITUENT_FIELDS = ("pt", "rapidity", "phi", "pdgId")
 
@@ -141,6 +147,8 @@ class DijetProcessor(processor.ProcessorABC):
                 filename,
                 f"{type(cause).__name__}: {' '.join(str(cause).split())[:300]}",
             )
+        except _NonFiniteError as exc:
+            return _problem("non_finite", dataset, filename, str(exc))
         return {"files": {dataset: {filename: result}}, "problems": set()}
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
@@ -202,12 +210,14 @@ class DijetProcessor(processor.ProcessorABC):
         s = self.selection
         jets = data["jets"]
         pt, eta = jets["pt"], jets["eta"]  # plain fields (faster than the behaviour's properties)
+        finite = _finite_events(jets, data["weight"])
         pt_ok = (pt >= s["jet_pt_min"]) & (pt <= s["jet_pt_max"])
         eta_ok = pt_ok & (abs(eta) < s["jet_abs_eta_max"])
         good = eta_ok & (data["jetId"] >= s["jet_id_min"]) if s["jet_id_min"] > 0 else eta_ok
         n = s["n_jets"]
         n_good = ak.to_numpy(ak.sum(good, axis=1))
         cuts = PackedSelection()
+        cuts.add("finite", finite)
         cuts.add("jet_pt", ak.to_numpy(ak.sum(pt_ok, axis=1)) >= n)
         cuts.add("jet_eta", ak.to_numpy(ak.sum(eta_ok, axis=1)) >= n)
         cuts.add("jet_id", n_good >= n)
@@ -227,6 +237,7 @@ class DijetProcessor(processor.ProcessorABC):
         )
         mjj = np.ascontiguousarray(functools.reduce(operator.add, (p4[:, i] for i in range(n))).mass, np.float64)
         weight = ak.to_numpy(data["weight"][keep]).astype(np.float64)
+        _check_finite({"mjj": mjj})  # finite four-vectors can still overflow (mass 1e308)
 
         result = self.empty_result()
         result["cutflow"] = cutflow
@@ -249,6 +260,11 @@ class DijetProcessor(processor.ProcessorABC):
                     },
                     depth_limit=3,
                 )
+            outputs = {"jets.rapidity": jet_cols["rapidity"]}
+            if "constituents" in jet_cols:
+                pf_cols = jet_cols["constituents"]
+                outputs |= {f"jets.constituents.{k}": pf_cols[k] for k in ("pt", "rapidity", "phi")}
+            _check_finite(outputs)
             columns = ak.zip(
                 {
                     "dataset": string_column(dataset, len(mjj)),
@@ -262,6 +278,33 @@ class DijetProcessor(processor.ProcessorABC):
             # plain layout: no coffea/vector behaviours (they do not pickle between processes)
             result["columns"] = [(int(entrystart), ak.Array(columns.layout))]
         return result
+
+
+def _finite_events(jets: ak.Array, weight: ak.Array | np.ndarray) -> np.ndarray:
+    """Per event: every jet's pt, eta, phi and mass and the weight are finite numbers."""
+    ok = np.isfinite(ak.to_numpy(weight).astype(np.float64))
+    for name in ("pt", "eta", "phi", "mass"):
+        ok &= ak.to_numpy(ak.all(np.isfinite(jets[name]), axis=1))
+    return ok
+
+
+class _NonFiniteError(Exception):
+    """A selected event has a non-finite output column (the message names the columns)."""
+
+
+def _check_finite(columns: dict[str, Any]) -> None:
+    """Raise :class:`_NonFiniteError` naming the columns with NaN or infinite values."""
+    bad = {}
+    for name, values in columns.items():
+        if isinstance(values, ak.Array):
+            values = ak.to_numpy(ak.flatten(values, axis=None))
+        flat = np.asarray(values)
+        n_bad = int(np.count_nonzero(~np.isfinite(flat.astype(np.float64))))
+        if n_bad:
+            bad[name] = n_bad
+    if bad:
+        what = ", ".join(f"{name} ({n} value(s))" for name, n in bad.items())
+        raise _NonFiniteError(f"non-finite values in the selected events' {what}")
 
 
 def _int_like(template: ak.Array, value: int) -> ak.Array:

@@ -4,6 +4,12 @@ A fileset maps dataset names to ``{"files": {path: tree}, "metadata": {...}}`` (
 of paths, or ``{"files": [paths]}``, is accepted with the tree ``Events``). Relative paths are
 resolved against the fileset file's directory, so a sample directory can move.
 
+A dataset must list at least one file: ``"files": []`` is a config error naming the dataset
+(it would otherwise "succeed" with zero events, and an injection or a scan downstream would
+run on nothing without anyone noticing; a file that exists but holds no events is fine). A
+dataset whose metadata says ``"incomplete": true`` (``generate`` marks its entry so while it
+rewrites the files) is refused until the generation finishes.
+
 The preflight opens every file once (metadata only, no event data): a missing file, a file
 that is not ROOT, a missing ``Events`` TTree, or a truncated file (a basket beyond the end of
 the file) is reported by name; so is a branch the selection needs but the file lacks.
@@ -20,7 +26,7 @@ from typing import Any
 
 import uproot
 
-from analysis.errors import ConfigError
+from analysis.errors import ConfigError, InputError
 
 DEFAULT_TREE = "Events"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -97,9 +103,16 @@ def load_fileset(
             raise ConfigError(
                 f"{where}: {name}.files: expected a list of paths or a mapping path -> tree name"
             )
+        if not files:
+            raise ConfigError(f"{where}: dataset {name!r} lists no files")
         metadata = entry.get("metadata") or {}
         if not isinstance(metadata, dict):
             raise ConfigError(f"{where}: {name}.metadata: expected a mapping")
+        if metadata.get("incomplete"):
+            raise InputError(
+                f"{where}: dataset {name!r} is incomplete (a `generate` run writing it was interrupted); "
+                "run `generate` again"
+            )
         safe = safe_name(str(name))
         if safe in seen:
             raise ConfigError(

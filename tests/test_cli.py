@@ -61,17 +61,39 @@ def test_run_writes_toys_report_and_provenance(tmp_path: Path) -> None:
         assert (out / "toys" / name).is_file(), name
 
 
-def test_unexpected_failure_is_one_line_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    code = main(["run", "--out", str(blocker / "sub"), "-q"])
+def _fail_with(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
+    """Make `plot` raise ``exc`` (an unexpected failure deep inside a command)."""
+    import analysis.commands.plot as plot
+
+    def fail(_: object) -> int:
+        raise exc
+
+    monkeypatch.setattr(plot, "main", fail)
+
+
+def test_unexpected_failure_is_one_line_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fail_with(monkeypatch, PermissionError(13, "Permission denied:\n  /some/where"))
+    code = main(["plot", "signal", "-q"])
     assert code == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "\n" not in err and "--debug" in err
+    assert err.startswith("error: PermissionError") and "\n" not in err and "--debug" in err
 
 
-def test_debug_shows_traceback(tmp_path: Path) -> None:
+def test_debug_shows_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fail_with(monkeypatch, PermissionError(13, "Permission denied"))
+    with pytest.raises(PermissionError):
+        main(["plot", "signal", "-q", "--debug"])
+
+
+def test_out_naming_a_file_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--out` naming a file: exit 2 and one line naming the path (more cases in test_hostile.py)."""
     blocker = tmp_path / "file"
-    blocker.write_text("x")
-    with pytest.raises(OSError):
-        main(["run", "--out", str(blocker / "sub"), "-q", "--debug"])
+    blocker.write_text("not a directory")
+    (tmp_path / "fs.json").write_text('{"a": ["x.root"]}')
+    for argv in (["process", "--fileset", str(tmp_path / "fs.json"), "--out", str(blocker)],
+                 ["plot", "signal", "--out", str(blocker / "x.png")]):  # fmt: skip
+        assert main([*argv, "-q"]) == 2
+        err = capsys.readouterr().err
+        assert str(blocker) in err and len(err.splitlines()) == 1

@@ -76,7 +76,7 @@ def gen_processed(gen_fileset: dict[str, Any], tmp_path_factory: pytest.TempPath
 # -- the independent computation -----------------------------------------------------------
 def reference(paths: list[str], sel: dict[str, Any]) -> dict[str, Any]:
     """Select with uproot + numpy only: cutflow counts, m_jj and weights of the selected events."""
-    cut_counts = {"all": 0, "jet_pt": 0, "jet_eta": 0, "jet_id": 0, "n_jets": 0}
+    cut_counts = {"all": 0, "finite": 0, "jet_pt": 0, "jet_eta": 0, "jet_id": 0, "n_jets": 0}
     masses, weights, events = [], [], []
     for path in paths:
         with uproot.open(path) as fh:
@@ -96,6 +96,7 @@ def reference(paths: list[str], sel: dict[str, Any]) -> dict[str, Any]:
         per_event = {c: np.bincount(owner, weights=m, minlength=len(counts)) for c, m in
                      (("jet_pt", pt_ok), ("jet_eta", eta_ok), ("good", good))}  # fmt: skip
         cut_counts["all"] += len(counts)
+        cut_counts["finite"] += len(counts)  # these files hold no NaN or inf (see test_hostile.py)
         cut_counts["jet_pt"] += int(np.sum(per_event["jet_pt"] >= n))
         cut_counts["jet_eta"] += int(np.sum(per_event["jet_eta"] >= n))
         cut_counts["jet_id"] += int(np.sum(per_event["good"] >= n))
@@ -370,7 +371,7 @@ def test_empty_file_gives_empty_histograms(tmp_path: Path) -> None:
     values, _, _ = root_hist(tmp_path, "mjj_empty")
     assert values.shape == (100,) and not values.any()
     flow = res.cutflow["datasets"]["empty"]
-    assert flow["cutflow"] == {"all": 0, "jet_pt": 0, "jet_eta": 0, "jet_id": 0, "n_jets": 0}
+    assert flow["cutflow"] == {"all": 0, "finite": 0, "jet_pt": 0, "jet_eta": 0, "jet_id": 0, "n_jets": 0}
     assert flow["empty_files"] == [empty]
     assert len(ak.from_parquet(res.events["empty"])) == 0
     # an empty file adds nothing to the others

@@ -16,11 +16,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from analysis.atomic import check_out_file, remove_stale
 from analysis.config import load_config
 from analysis.errors import ConfigError
 
 NAME = "plot"
 HELP = "plot toy spectra, their wavelet transforms and p-value maps"
+MAX_TOYS = 1000  # fluctuated spectra drawn in one figure
+SEED_MAX = 2**63 - 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +50,11 @@ def main(args: argparse.Namespace) -> int:
     out = args.out or Path(f"{args.kind}.png")
     if out.suffix.lower() not in FORMATS:
         raise ConfigError(f"--out {out}: the file name must end in .png or .pdf")
-    if args.n_toys is not None and args.n_toys < 1:
-        raise ConfigError(f"--n-toys {args.n_toys}: must be at least 1")
+    if args.n_toys is not None and not 1 <= args.n_toys <= MAX_TOYS:
+        raise ConfigError(f"--n-toys {args.n_toys}: must be between 1 and {MAX_TOYS}")
+    if args.seed is not None and not 0 <= args.seed <= SEED_MAX:
+        raise ConfigError(f"--seed {args.seed}: must be between 0 and {SEED_MAX}")
+    check_out_file(out)
     config = load_config(args.config)
     setup = toy_setup(
         config, signal_id=args.signal_id, bg_id=args.bg_id, wavelet_id=args.wavelet_id,
@@ -56,6 +62,7 @@ def main(args: argparse.Namespace) -> int:
     )  # fmt: skip
     seed = config.seed if args.seed is None else args.seed
     n_toys = config.toys.n_fluctuations if args.n_toys is None else args.n_toys
+    remove_stale(out.parent, names=[out.name])  # a killed plot's half-written file
     save(toy_figure(args.kind, setup, seed, n_toys), out)
     if not args.quiet:
         print(f"wrote {out}")

@@ -11,8 +11,13 @@ Reads the datasets of --fileset (coffea's fileset form, e.g. the fileset.json wr
                            mass, rapidity, partonFlavour, jetId, constituents: pt, rapidity,
                            phi, pdgId)
   run.json                 provenance
-A missing, corrupt or truncated input file stops the run (exit 1) naming the file, unless
---skip-bad-files, which skips such files and lists them in cutflow.json.
+Every output is written into a staging directory first and renamed into place only when all
+are complete; a failed run leaves --out as it was, an interrupted one is refused by every
+reader until `process` runs again (see analysis.atomic). Events with NaN or infinite jet
+kinematics or weight are dropped as the cutflow step `finite`, with a warning naming the
+dataset and the count. A missing, corrupt or truncated input file, or one whose selected
+events have non-finite rapidities or PF candidates, stops the run (exit 1) naming the file,
+unless --skip-bad-files, which skips such files and lists them in cutflow.json.
 
 Example:
   python run_analysis.py process --fileset data/qcd/fileset.json data/xgg/fileset.json \\
@@ -29,11 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.atomic import check_complete, check_out_dir, remove_stale, staged_directory
 from analysis.config import AnalysisConfig, load_config
 from analysis.errors import ConfigError, InputError
 
 NAME = "process"
 HELP = "run the coffea dijet processor over a fileset (histograms, cutflow, Parquet events)"
+MAX_WORKERS = 1024
+MAX_CHUNKSIZE = 100_000_000  # events per chunk: coffea holds a chunk's columns in memory
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,12 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers {args.workers}: must be at least 1")
-    if args.chunksize is not None and args.chunksize < 1:
-        raise ConfigError(f"--chunksize {args.chunksize}: must be at least 1")
+    check_bounds(args.workers, args.chunksize)
     overrides = {} if args.chunksize is None else {"processing": {"chunksize": args.chunksize}}
     config = load_config(args.config, overrides)
+    check_out_dir(args.out)
     result = process_fileset(
         args.fileset, args.out, config, executor=args.executor, workers=args.workers,
         scheduler=args.scheduler, skip_bad_files=args.skip_bad_files, quiet=args.quiet,
@@ -86,12 +92,31 @@ class ProcessResult:
     histograms: dict[str, Any]  # ROOT key -> hist.Hist
     cutflow: dict[str, Any]  # the content of cutflow.json
     events: dict[str, Path] = field(default_factory=dict)  # dataset -> Parquet file
+    warnings: list[str] = field(default_factory=list)  # e.g. events dropped for non-finite values
 
     def summary_line(self) -> str:
         selected = sum(d["cutflow"]["n_jets"] for d in self.cutflow["datasets"].values())
         skipped = len(self.cutflow["skipped_files"])
         extra = f", {skipped} bad file(s) skipped" if skipped else ""
         return f"processed {len(self.events)} dataset(s): {selected} selected events{extra}; results in {self.out_dir}"
+
+
+def check_bounds(workers: int | None, chunksize: int | None) -> None:
+    """--workers and --chunksize within 1..their bound (ConfigError naming the flag and bound)."""
+    bounds = (("--workers", workers, MAX_WORKERS), ("--chunksize", chunksize, MAX_CHUNKSIZE))
+    for flag, value, bound in bounds:
+        if value is not None and not 1 <= value <= bound:
+            raise ConfigError(f"{flag} {value}: must be between 1 and {bound}")
+
+
+def require_complete(directory: str | Path) -> Path:
+    """The `process` directory ``directory`` (or the one above its ``events/``), refused with an
+    InputError naming it when a `process` run into it was interrupted; readers call this first."""
+    directory = Path(directory)
+    if not (directory / "cutflow.json").is_file() and (directory.parent / "cutflow.json").is_file():
+        directory = directory.parent
+    check_complete(directory)
+    return directory
 
 
 def process_fileset(
@@ -111,7 +136,11 @@ def process_fileset(
 
     Arguments left ``None`` come from the config's ``processing:`` section. ``record`` is an
     existing :class:`analysis.provenance.RunRecord` to time the stages into (the default chain
-    passes its own); without one, ``out_dir/run.json`` is written.
+    passes its own); without one, ``out_dir/run.json`` is written with the results.
+
+    Nothing in ``out_dir`` changes until every output is written (to a staging directory); the
+    outputs are then renamed into place between an ``.incomplete`` marker's creation and
+    removal. Leftovers of killed runs (temporary files, staging directories) are removed first.
     """
     from analysis.provenance import RunRecord
     from processors.dijet import DijetProcessor
@@ -122,43 +151,66 @@ def process_fileset(
     workers = workers or proc_cfg.workers
     scheduler = scheduler or proc_cfg.scheduler
     skip = proc_cfg.skip_bad_files if skip_bad_files is None else skip_bad_files
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if record is None:
-        record = RunRecord(out_dir, "process", cfg.to_dict(), cfg.seed)
-        record.write()
+    check_bounds(workers, proc_cfg.chunksize)
+    out_dir = check_out_dir(out_dir)
+    for directory in (out_dir, out_dir / "events"):  # leftovers of killed runs
+        remove_stale(directory)
     datasets = load_fileset(dict(fileset) if isinstance(fileset, Mapping) else fileset)
     if not datasets:
         raise ConfigError("the fileset has no datasets")
     proc = DijetProcessor(cfg.selection.model_dump(), cfg.histograms.model_dump())
 
-    with record.stage("process.preflight"):
-        checks, skipped = _preflight(datasets, cfg, skip)
-    with record.stage("process.coffea"):
-        per_file, skipped = _run(datasets, checks, skipped, proc, skip,
-                                 dict(executor=executor, workers=workers, chunksize=proc_cfg.chunksize,
-                                      scheduler=scheduler, quiet=quiet, local_processes=local_processes))  # fmt: skip
-    with record.stage("process.merge"):
-        merged = _merge(datasets, checks, skipped, per_file, proc)
-    with record.stage("process.inject"):
-        from analysis.injection import injected_spectra, plan_injection
-        from processors.dijet import bins_hist, mjj_hist
+    with staged_directory(out_dir, "process", owned=["events/*.parquet"], last=["run.json"]) as staging:
+        if record is None:  # our run.json lives in the staging directory: it appears with the results
+            record = RunRecord(staging.path, "process", cfg.to_dict(), cfg.seed)
+        with record.stage("process.preflight"):
+            checks, skipped = _preflight(datasets, cfg, skip)
+        with record.stage("process.coffea"):
+            per_file, skipped = _run(datasets, checks, skipped, proc, skip,
+                                     dict(executor=executor, workers=workers, chunksize=proc_cfg.chunksize,
+                                          scheduler=scheduler, quiet=quiet, local_processes=local_processes))  # fmt: skip
+        with record.stage("process.merge"):
+            merged = _merge(datasets, checks, skipped, per_file, proc)
+        warnings = _non_finite_warnings(merged)
+        for line in warnings:
+            print(f"warning: {line}", file=sys.stderr)
+        with record.stage("process.inject"):
+            from analysis.injection import injected_spectra, plan_injection
+            from processors.dijet import bins_hist, mjj_hist
 
-        columns = {d.name: merged[d.name]["columns"] for d in datasets}
-        metadata = {d.name: d.metadata for d in datasets}
-        inj = plan_injection(columns, metadata, cfg.injection, cfg.histograms, cfg.seed)
-        for k, why in inj.skipped.items():
-            if not quiet:
-                print(f"warning: injection size {k} skipped: {why}", file=sys.stderr)
-        injected = injected_spectra(
-            inj, {"mjj": mjj_hist(proc.histograms), "mjj_bins": bins_hist(proc.histograms)}
-        )
-    with record.stage("process.write"):
-        result = _write(out_dir, datasets, checks, skipped, merged, injected, inj.summary(), cfg)
-    record.add(process={"executor": executor, "workers": workers, "scheduler": scheduler,
-                        "skipped_files": [s["file"] for s in skipped]})  # fmt: skip
-    record.write()
+            columns = {d.name: merged[d.name]["columns"] for d in datasets}
+            metadata = {d.name: d.metadata for d in datasets}
+            inj = plan_injection(columns, metadata, cfg.injection, cfg.histograms, cfg.seed)
+            for k, why in inj.skipped.items():
+                if not quiet:
+                    print(f"warning: injection size {k} skipped: {why}", file=sys.stderr)
+            injected = injected_spectra(
+                inj, {"mjj": mjj_hist(proc.histograms), "mjj_bins": bins_hist(proc.histograms)}
+            )
+        with record.stage("process.write"):
+            result = _write(staging.path, datasets, checks, skipped, merged, injected, inj.summary(), cfg)
+        record.add(process={"executor": executor, "workers": workers, "scheduler": scheduler,
+                            "skipped_files": [s["file"] for s in skipped]})  # fmt: skip
+        record.write()
+    # committed: the outputs now live in out_dir
+    result.out_dir = out_dir
+    result.events = {name: out_dir / path.relative_to(staging.path) for name, path in result.events.items()}
+    result.warnings = warnings
     return result
+
+
+def _non_finite_warnings(merged: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per dataset with events dropped for non-finite jet kinematics or weight."""
+    lines = []
+    for name, total in merged.items():
+        flow = total["cutflow"]
+        dropped = flow["all"] - flow["finite"]
+        if dropped:
+            lines.append(
+                f"dataset {name!r}: {dropped} of {flow['all']} event(s) have NaN or infinite jet "
+                f"kinematics or weight; dropped (cutflow step 'finite')"
+            )
+    return lines
 
 
 # -- steps -----------------------------------------------------------------------------------
@@ -224,13 +276,15 @@ def _run(
         missing = [p for p in problems if p[0] == "missing_branch"]
         if missing:
             raise InputError(f"{missing[0][2]}: {missing[0][3]}")
-        unreadable = [p for p in problems if p[0] == "unreadable" and p[2] not in bad]
+        unreadable = [p for p in problems if p[0] in ("unreadable", "non_finite") and p[2] not in bad]
         if unreadable and not skip:
-            _, _, path, message = unreadable[0]
-            raise InputError(f"{path}: unreadable ({message}) (use --skip-bad-files to skip it)")
-        for _, dataset, path, message in unreadable:
+            kind, _, path, message = unreadable[0]
+            why = message if kind == "non_finite" else f"unreadable ({message})"
+            raise InputError(f"{path}: {why} (use --skip-bad-files to skip it)")
+        for kind, dataset, path, message in unreadable:
             if path not in bad:
-                skipped.append({"dataset": dataset, "file": path, "reason": f"unreadable ({message})"})
+                why = message if kind == "non_finite" else f"unreadable ({message})"
+                skipped.append({"dataset": dataset, "file": path, "reason": why})
                 bad.add(path)
         per_file = {
             (dataset, path): result
@@ -310,11 +364,12 @@ def _without_constituents(cols: Any) -> Any:
 
 def _write(out_dir: Path, datasets: list, checks: dict, skipped: list, merged: dict,
            injected: dict, injection: dict, cfg: AnalysisConfig) -> ProcessResult:  # fmt: skip
-    """histograms.root (uproot), events/<dataset>.parquet (awkward), cutflow.json; all atomic."""
+    """histograms.root (uproot), events/<dataset>.parquet (awkward), cutflow.json into
+    ``out_dir`` (the staging directory: the commit makes them visible together)."""
     import awkward as ak
     import uproot
 
-    from analysis.atomic import atomic_path, write_json
+    from analysis.atomic import write_json
     from processors.fileset import safe_name
 
     hists: dict[str, Any] = {}
@@ -327,21 +382,23 @@ def _write(out_dir: Path, datasets: list, checks: dict, skipped: list, merged: d
                 f"dataset name clashes with the injected histogram {name!r}; rename the dataset"
             )
         hists[name] = h
-    with atomic_path(out_dir / "histograms.root") as tmp, uproot.recreate(tmp) as fh:
+    with uproot.recreate(out_dir / "histograms.root") as fh:
         for name, h in hists.items():
             fh[name] = h
     events = {}
+    (out_dir / "events").mkdir(exist_ok=True)
     for ds in datasets:
         target = out_dir / "events" / f"{safe_name(ds.name)}.parquet"
-        with atomic_path(target) as tmp:
-            ak.to_parquet(merged[ds.name]["columns"], tmp)
+        ak.to_parquet(merged[ds.name]["columns"], target)
         events[ds.name] = target
+    sel = cfg.selection
     cutflow = {
         "selection": cfg.selection.model_dump(mode="json"),
-        "cuts": ["all", "jet_pt", "jet_eta", "jet_id", "n_jets"],
+        "cuts": ["all", "finite", "jet_pt", "jet_eta", "jet_id", "n_jets"],
         "cut_meaning": {
             "all": "events read",
-            "jet_pt": f">= n_jets jets with {cfg.selection.jet_pt_min:g} <= pT <= {cfg.selection.jet_pt_max:g} GeV",
+            "finite": "... whose jets' pt, eta, phi, mass and the event weight are finite (not NaN or inf)",
+            "jet_pt": f"... and >= n_jets jets with {sel.jet_pt_min:g} <= pT <= {sel.jet_pt_max:g} GeV",
             "jet_eta": f"... and |eta| < {cfg.selection.jet_abs_eta_max:g}",
             "jet_id": f"... and jetId >= {cfg.selection.jet_id_min}",
             "n_jets": f"exactly {cfg.selection.n_jets} selected jets",

@@ -125,23 +125,20 @@ class ScanConfig(StrictModel):
     f_sizes: list[int] = Field([100, 100, 100], min_length=1, description="network F after the latent sum")
     phi_dtype: Literal["float32", "mixed_bfloat16", "auto"] = Field("float32", description="precision of Phi's hidden layers (auto: bfloat16 on CPUs that compute it natively)")
     backend: Literal["ours", "energyflow"] = Field("ours", description="packed Keras 3 PFN or energyflow.archs.PFN")
+    particle_ids: Literal["pf_classes", "full"] = Field(
+        "pf_classes", description="pf_classes: the CMS PF candidate classes (charged/neutral hadron, photon, e, mu); full: generator ids"
+    )
     train_jets: int = Field(12000, ge=1, description="training jets per pair at reference_events")
     test_jets: int = Field(3000, ge=1, description="test jets per pair at reference_events")
     reference_events: int = Field(50000, ge=1, description="sample size at which train_jets/test_jets apply")
     min_jets_per_bin: int = Field(600, ge=0, description="drop bins expecting fewer jets per sample (at reference_events)")
     validate_each_epoch: bool = Field(True, description="evaluate the validation jets after every epoch (as the reference)")
     data_parallel: bool = Field(False, description="split each training over all devices instead of one training per device")
-    sensitivity_n_signal: list[int] = Field([0, 200, 400, 800, 1600], min_length=2, description="injected events scanned by --sensitivity")
-    sensitivity_pair: list[int] | None = Field(None, description="bin pair for Z (null: the pair whose signal fractions the injection separates most)")
 
     @model_validator(mode="after")
     def _check(self) -> ScanConfig:
         if any(s < 2 for s in self.sizes) or any(s < 1 for s in [*self.phi_sizes, *self.f_sizes]):
             raise ValueError("sizes, phi_sizes and f_sizes must be positive")
-        if any(n < 0 for n in self.sensitivity_n_signal) or 0 not in self.sensitivity_n_signal:
-            raise ValueError(f"sensitivity_n_signal must be non-negative and include 0 (got {self.sensitivity_n_signal})")
-        if self.sensitivity_pair is not None and (len(self.sensitivity_pair) != 2 or self.sensitivity_pair[1] != self.sensitivity_pair[0] + 1):
-            raise ValueError(f"sensitivity_pair must be two adjacent bin indices (got {self.sensitivity_pair})")
         return self
 
 
@@ -160,6 +157,8 @@ class GenerationConfig(StrictModel):
     mpi: bool = Field(True, description="multi-parton interactions (PartonLevel:MPI)")
     xgg_mass: float = Field(900.0, gt=0, description="xgg: resonance mass in GeV when --mass is not given")
     xgg_relative_width: float = Field(0.01, gt=0, le=0.3, description="xgg: width / mass of the RS graviton")
+    wprime_mass: float = Field(900.0, gt=0, description="wprime: W' mass in GeV when --mass is not given")
+    wprime_relative_width: float = Field(0.01, gt=0, le=0.3, description="wprime: width / mass of the W' (forced)")
     jet_radius: float = Field(0.5, gt=0, le=1.5, description="anti-kT R")
     jet_pt_min: float = Field(20.0, ge=1, description="jets stored above this pT (GeV)")
     particle_abs_eta_max: float = Field(5.0, gt=0, description="visible final-state particles clustered with |eta| < this")
@@ -170,6 +169,7 @@ class GenerationConfig(StrictModel):
     data_dir: Path = Field(Path("data"), description="where `run` caches its generated samples (relative to the working directory)")
     qcd_events: int = Field(100_000, ge=1, description="qcd events `run` generates")
     xgg_events: int = Field(10_000, ge=1, description="xgg events `run` generates (at xgg_mass)")
+    wprime_events: int = Field(10_000, ge=1, description="wprime events the chain generates (at wprime_mass) when it asks for that signal")
 
     @model_validator(mode="after")
     def _check(self) -> GenerationConfig:
@@ -193,7 +193,7 @@ class DatasetConfig(StrictModel):
     test: int = Field(1000, ge=10, description="test maps per array: backgrounds and each signal size (reference: 5000 / 1000); the p floor is 1/test, so 3 sigma needs > 741")
     signal_sizes: list[float] = Field([0, 250, 500, 1000, 2000], min_length=1, description="signal events per toy spectrum (0: background only)")
     shape: list[int] = Field([48, 64], min_length=2, max_length=2, description="map shape (scales, mass blocks) after rebinning the 48x512 CWT")
-    histogram_shape: list[int] = Field([48, 50], min_length=2, max_length=2, description="map shape for processed spectra (must divide scales x histogram bins)")
+    histogram_shape: list[int] = Field([48, 36], min_length=2, max_length=2, description="map shape for processed spectra (must divide scales x the bins of sensitivity.mjj_min..mjj_max)")
 
     @model_validator(mode="after")
     def _check(self) -> DatasetConfig:
@@ -225,20 +225,55 @@ class AutoencodersConfig(StrictModel):
 
 
 class BaselinesConfig(StrictModel):
-    """Classical searches on the injected m_jj spectra (BumpHunter; background + Gaussian fit)."""
+    """Classical searches on the realisations' m_jj spectra (BumpHunter; background + Gaussian scan)."""
 
-    n_pseudo: int = Field(2000, ge=10, le=1_000_000, description="BumpHunter background-only pseudo-experiments")
+    n_pseudo: int = Field(5000, ge=10, le=1_000_000, description="background-only pseudo-experiments of BumpHunter's null distribution")
+    fit_toys: int = Field(1000, ge=10, le=1_000_000, description="dijet_fit: the first min(n_pseudo, fit_toys) pseudo-experiments are its null (a mass scan costs ~30 ms)")
+    turn_on: Literal["sample", "spectrum"] = Field(
+        "sample", description="sample: the turn-on (a property of the jet-pT selection) from the background sample's fit; spectrum: refitted per spectrum"
+    )
     width_min: int = Field(2, ge=1, description="narrowest BumpHunter window (bins)")
     width_max: int | None = Field(None, ge=1, description="widest window (bins; null: a quarter of the range)")
-    mjj_min: float = Field(760.0, ge=0, description="lower edge of the searched m_jj range (GeV): above the selection turn-on")
-    mjj_max: float = Field(1500.0, gt=0, description="upper edge of the searched m_jj range (GeV)")
+    fit_relative_width: float = Field(0.06, gt=0, lt=0.5, description="dijet_fit: Gaussian sigma / mass of a hypothesis (the m_jj resolution)")
+    fit_mass_step: float = Field(20.0, gt=0, description="dijet_fit: spacing of the scanned mass hypotheses (GeV)")
 
     @model_validator(mode="after")
     def _range(self) -> BaselinesConfig:
-        if self.mjj_max <= self.mjj_min:
-            raise ValueError(f"mjj_max ({self.mjj_max}) must exceed mjj_min ({self.mjj_min})")
         if self.width_max is not None and self.width_max < self.width_min:
             raise ValueError(f"width_max ({self.width_max}) must be at least width_min ({self.width_min})")
+        return self
+
+
+class SensitivityConfig(StrictModel):
+    """The protocol every method is measured with: shared realisations, nested signal draws.
+
+    A realisation holds every background event with a Poisson multiplicity whose rate makes each
+    m_jj bin's expectation the smooth background model's (``model_poisson``), or rate 1
+    (``poisson``, the plain Poisson bootstrap); the signal draw of size N is the first N events
+    of a per-realisation permutation of the signal pool (nested in N).
+    """
+
+    realizations: int = Field(20, ge=2, le=100_000, description="background realisations of the analysis luminosity")
+    resampling: Literal["model_poisson", "poisson"] = Field("model_poisson", description="per-event Poisson rates: from the background model, or 1")
+    n_signal: list[int] = Field([0, 100, 300, 1000], min_length=2, description="injected signal events (must include 0)")
+    mjj_min: float = Field(760.0, ge=0, description="lower edge of the spectrum the histogram methods search (GeV): above the selection turn-on")
+    mjj_max: float = Field(1480.0, gt=0, description="upper edge (GeV)")
+    tail_fraction: float = Field(0.05, gt=0, lt=0.5, description="share of the null toys whose tail is fitted (exponential)")
+    max_extrapolation: float = Field(1000.0, ge=1, description="a tail-fitted p is trusted down to 1/(toys+1) divided by this")
+    pfn_realizations: int = Field(6, ge=3, description="realisations the PFN methods train on (the first ones; trainings cost; >= 3 for a leave-one-out null)")
+    pfn_test_fraction: float = Field(0.3, gt=0, lt=0.9, description="share of the events (not jets) a PFN is tested on")
+    pfn_validation_fraction: float = Field(0.1, ge=0, lt=0.5, description="share of the events used for validation")
+
+    @model_validator(mode="after")
+    def _check(self) -> SensitivityConfig:
+        if self.mjj_max <= self.mjj_min:
+            raise ValueError(f"mjj_max ({self.mjj_max}) must exceed mjj_min ({self.mjj_min})")
+        if any(n < 0 for n in self.n_signal) or 0 not in self.n_signal or len(set(self.n_signal)) != len(self.n_signal):
+            raise ValueError(f"n_signal must be distinct, non-negative and include 0 (got {self.n_signal})")
+        if self.pfn_realizations > self.realizations:
+            raise ValueError(f"pfn_realizations ({self.pfn_realizations}) exceeds realizations ({self.realizations})")
+        if self.pfn_test_fraction + self.pfn_validation_fraction >= 0.9:
+            raise ValueError("pfn_test_fraction + pfn_validation_fraction must leave at least 10 % for training")
         return self
 
 
@@ -263,9 +298,20 @@ class AnalysisConfig(StrictModel):
     dataset: DatasetConfig = DatasetConfig()
     autoencoders: AutoencodersConfig = AutoencodersConfig()
     baselines: BaselinesConfig = BaselinesConfig()
+    sensitivity: SensitivityConfig = SensitivityConfig()
 
     # The directory the config was read from; relative paths resolve against it.
     base_dir: Path = Field(Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _sensitivity_range(self) -> AnalysisConfig:
+        h, s = self.histograms, self.sensitivity
+        if s.mjj_min < h.mjj_min or s.mjj_max > h.mjj_max or s.mjj_max - s.mjj_min < 10 * h.mjj_bin_width:
+            raise ValueError(
+                f"sensitivity.mjj_min/mjj_max ({s.mjj_min:g}, {s.mjj_max:g}) must span at least 10 histogram bins "
+                f"inside the histograms' range ({h.mjj_min:g}-{h.mjj_max:g} GeV)"
+            )
+        return self
 
     def resolve(self, path: Path) -> Path:
         """Resolve a path from the config against the config file's directory."""
@@ -290,20 +336,50 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
 
 
 def read_yaml(path: str | Path) -> Any:
-    """Read a YAML file with the safe loader; errors name the file."""
+    """Read a YAML file with the safe loader; errors name the file.
+
+    The text must be UTF-8; a key repeated in one mapping is an error naming the key and both
+    lines (PyYAML would silently keep the last one).
+    """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a YAML file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: line {line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # "<<" merge keys may repeat by design
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    first = seen.get(key)
+                    seen.setdefault(key, line)
+                except TypeError:  # an unhashable key: PyYAML reports it itself
+                    continue
+                if first is not None:
+                    raise ConfigError(f"{path}: line {line}: duplicate key {key!r} (first on line {first})")
+            return super().construct_mapping(node, deep=deep)
+
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: plain data only, no objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(f"{path}:{where}: not valid YAML ({problem})") from None
 
 
 def validate(model: type[M], data: Any, source: str, **context: Any) -> M:

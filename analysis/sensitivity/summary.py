@@ -19,8 +19,8 @@ QUANTILES = (0.16, 0.5, 0.84)
 
 
 def z_from_p(p: np.ndarray | float) -> np.ndarray:
-    """One-sided significance of p-values (p clipped to [1e-300, 1])."""
-    return stats.norm.isf(np.clip(np.asarray(p, dtype=float), 1e-300, 1.0))
+    """One-sided significance of p-values (p clipped to [1e-300, 1 - 1e-12]: Z stays finite)."""
+    return stats.norm.isf(np.clip(np.asarray(p, dtype=float), 1e-300, 1.0 - 1e-12))
 
 
 def quantile_bound(z: np.ndarray, bound: np.ndarray, q: float) -> tuple[float, bool]:

@@ -2,18 +2,27 @@
 
 In the bulk the p-value is empirical, ``(k + 1) / (M + 1)`` with k of the M toys at least as
 large (exactly calibrated for a continuous statistic). In the tail, above the
-``1 - tail_fraction`` quantile u of the toys, the exceedances ``t - u`` are fitted with a
-generalised Pareto distribution (the limit law of exceedances over a high threshold;
-``scipy.stats.genpareto``, location 0), and ``p(t) = (n_u / M) * GPD.sf(t - u)``. The fit is
-checked with a Kolmogorov-Smirnov test of the exceedances against it; a tail that fails the
-check, or a p more than ``max_extrapolation`` times below the toys' resolution ``1 / (M + 1)``,
-is not trusted: the result is then the bound ``p < p_min`` (``bound=True``), drawn and
-tabulated as a bound and never used as a crossing.
+``1 - tail_fraction`` quantile u of the toys, the exceedances ``t - u`` are fitted with the
+generalised Pareto distribution of shape 0, the exponential (maximum likelihood: its scale is
+the mean exceedance), and ``p(t) = (n_u / M) * exp(-(t - u) / scale)``.
+
+Why the exponential and not a free GPD shape: the statistics here are ``-ln p`` of a best window
+(BumpHunter) or a profile-likelihood ratio maximised over masses, whose tails are asymptotically
+exponential (``P(t > x) ~ K exp(-x)``, ``~ K exp(-q / 2)``); an autoencoder's loss has a lighter
+tail, for which the exponential is conservative. Fitting the shape too costs more than it
+gains: on BumpHunter's statistic (brute force with 400k toys), the p = 1e-4 point of a free GPD
+fitted to the top 5 % of 2000 toys fell within a factor 2 of the truth for 23 % of independent
+nulls (median ratio 0.27, anti-conservative), the exponential for 80 %; with 5000 toys (the
+default ``baselines.n_pseudo``) for 85 %, median ratio 1.04 (tests/test_tails.py).
+
+The fit is checked with a Kolmogorov-Smirnov test of the exceedances against it; a tail that
+fails the check, or a p more than ``max_extrapolation`` times below the toys' resolution
+``1 / (M + 1)``, is not trusted: the result is then the bound ``p < p_min`` (``bound=True``),
+drawn and tabulated as a bound and never used as a crossing.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,14 +39,14 @@ class NullDistribution:
     values: np.ndarray  # sorted ascending
     threshold: float
     n_exceed: int
-    shape: float | None  # GPD shape xi (None: no trusted tail)
+    shape: float | None  # GPD shape xi: 0, the exponential (None: no trusted tail)
     scale: float | None
     gof_pvalue: float | None
     max_extrapolation: float
 
     @classmethod
     def fit(cls, values: np.ndarray, tail_fraction: float = 0.05, max_extrapolation: float = 1000.0) -> NullDistribution:
-        """Sort the toys and fit the GPD to the top ``tail_fraction`` of them."""
+        """Sort the toys and fit the exponential tail to the top ``tail_fraction`` of them."""
         values = np.sort(np.asarray(values, dtype=float))
         if values.size < 2 or not np.all(np.isfinite(values)):
             raise ValueError(f"a null distribution needs at least 2 finite toys (got {values.size})")
@@ -48,12 +57,10 @@ class NullDistribution:
         excess = values[values > threshold] - threshold
         shape = scale = gof = None
         if excess.size >= MIN_EXCEEDANCES and np.ptp(excess) > 0:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                xi, _, sigma = stats.genpareto.fit(excess, floc=0.0)
-            gof = float(stats.kstest(excess, "genpareto", args=(xi, 0.0, sigma)).pvalue)
-            if np.isfinite(xi) and sigma > 0 and gof >= GOF_MIN_PVALUE:
-                shape, scale = float(xi), float(sigma)
+            sigma = float(excess.mean())  # the exponential's maximum-likelihood scale
+            gof = float(stats.kstest(excess, "expon", args=(0.0, sigma)).pvalue)
+            if sigma > 0 and gof >= GOF_MIN_PVALUE:
+                shape, scale = 0.0, sigma
         return cls(values, threshold, int(excess.size), shape, scale, gof, float(max_extrapolation))
 
     @property
@@ -78,7 +85,7 @@ class NullDistribution:
         bound = np.zeros(t.shape, dtype=bool)
         beyond = t > self.threshold
         if self.trusted_tail:
-            tail = (self.n_exceed / self.n_toys) * stats.genpareto.sf(t - self.threshold, self.shape, 0.0, self.scale)
+            tail = (self.n_exceed / self.n_toys) * np.exp(-(t - self.threshold) / self.scale)
             p = np.where(beyond, tail, p)
         else:
             bound = k == 0  # past every toy: only p < 1 / (M + 1) is known

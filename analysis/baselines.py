@@ -17,7 +17,7 @@ dijet function x turn-on), as a real search does; neither sees the truth.
   fixed-turn-on scan cannot recover it; a bump in the middle of the range is found.
 * global p of the scan's maximum ``q_max`` (its look-elsewhere effect): the caller's
   background-only toys, each refitted and scanned like the data, through
-  :class:`~analysis.sensitivity.tails.NullDistribution` (empirical, a generalised-Pareto tail
+  :class:`~analysis.sensitivity.tails.NullDistribution` (empirical, a exponential tail
   past the toys, or a bound). :class:`GrossVitells` (arXiv:1005.1891) is kept as a cross-check
   in the method's details, not used for p.
 

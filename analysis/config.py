@@ -158,7 +158,7 @@ class GenerationConfig(StrictModel):
     xgg_mass: float = Field(900.0, gt=0, description="xgg: resonance mass in GeV when --mass is not given")
     xgg_relative_width: float = Field(0.01, gt=0, le=0.3, description="xgg: width / mass of the RS graviton")
     wprime_mass: float = Field(900.0, gt=0, description="wprime: W' mass in GeV when --mass is not given")
-    wprime_relative_width: float = Field(0.01, gt=0, le=0.3, description="wprime: width / mass of the W' (forced)")
+    wprime_relative_width: float = Field(0.01, gt=0, le=0.3, description="wprime: width / mass of the W'")
     jet_radius: float = Field(0.5, gt=0, le=1.5, description="anti-kT R")
     jet_pt_min: float = Field(20.0, ge=1, description="jets stored above this pT (GeV)")
     particle_abs_eta_max: float = Field(5.0, gt=0, description="visible final-state particles clustered with |eta| < this")
@@ -169,7 +169,7 @@ class GenerationConfig(StrictModel):
     data_dir: Path = Field(Path("data"), description="where `run` caches its generated samples (relative to the working directory)")
     qcd_events: int = Field(100_000, ge=1, description="qcd events `run` generates")
     xgg_events: int = Field(10_000, ge=1, description="xgg events `run` generates (at xgg_mass)")
-    wprime_events: int = Field(10_000, ge=1, description="wprime events the chain generates (at wprime_mass) when it asks for that signal")
+    wprime_events: int = Field(10_000, ge=1, description="wprime events the chain generates (at wprime_mass)")
 
     @model_validator(mode="after")
     def _check(self) -> GenerationConfig:
@@ -190,7 +190,8 @@ class DatasetConfig(StrictModel):
 
     toys: int = Field(1000, ge=10, description="background-only toys of the p-value reference (reference: 10000)")
     train: int = Field(2000, ge=10, description="background maps to train the autoencoders on (reference: 25000)")
-    test: int = Field(1000, ge=10, description="test maps per array: backgrounds and each signal size (reference: 5000 / 1000); the p floor is 1/test, so 3 sigma needs > 741")
+    test: int = Field(1000, ge=10, description="test maps per array: backgrounds (the autoencoders' null losses, tail-fitted past them) and each toy signal size (reference: 5000 / 1000)")
+    normalise: bool = Field(True, description="scale every processed spectrum to the background model's total before the CWT: the maps compare shapes, as the refitted histogram methods do")
     signal_sizes: list[float] = Field([0, 250, 500, 1000, 2000], min_length=1, description="signal events per toy spectrum (0: background only)")
     shape: list[int] = Field([48, 64], min_length=2, max_length=2, description="map shape (scales, mass blocks) after rebinning the 48x512 CWT")
     histogram_shape: list[int] = Field([48, 36], min_length=2, max_length=2, description="map shape for processed spectra (must divide scales x the bins of sensitivity.mjj_min..mjj_max)")
@@ -213,6 +214,7 @@ class AutoencodersConfig(StrictModel):
     patience: int = Field(3, ge=1, description="early stopping: epochs without a better validation loss")
     learning_rate: float = Field(1e-3, gt=0)
     code_size: int = Field(32, ge=1, description="dense bottleneck units (conv: channels of the 1x1 code layer / 2)")
+    conv_filters: list[int] = Field([16, 32, 64], min_length=1, max_length=5, description="conv models' filters per level (reference: 32, 64, 128; as sensitive here at a quarter of the cost)")
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="last share of the training maps used for validation")
 
     @model_validator(mode="after")
@@ -277,6 +279,28 @@ class SensitivityConfig(StrictModel):
         return self
 
 
+class CwolaConfig(StrictModel):
+    """CWoLa hunting (`cwola_pfn`): an event-level PFN trained on a signal-region window of m_jj
+    against its two sidebands, k-fold by event, a cut on its score, a fit of the selected spectrum."""
+
+    sr_width: float = Field(100.0, gt=0, description="signal-region window width (GeV)")
+    sb_width: float = Field(100.0, gt=0, description="width of each sideband (GeV)")
+    sr_step: float = Field(50.0, gt=0, description="step of the sliding signal region (GeV)")
+    sr_min: float = Field(800.0, ge=0, description="lowest lower edge of a signal region (GeV)")
+    sr_max: float = Field(1100.0, gt=0, description="highest upper edge of a signal region (GeV)")
+    folds: int = Field(5, ge=2, le=20, description="k of the k-fold training (folds by event)")
+    efficiencies: list[float] = Field([0.1, 0.01, 0.002], min_length=1, description="selected share of the window's events, by score")
+    realizations: int = Field(3, ge=1, description="realisations cwola_pfn runs on (the first ones; trainings cost)")
+
+    @model_validator(mode="after")
+    def _check(self) -> CwolaConfig:
+        if any(not 0 < e < 1 for e in self.efficiencies):
+            raise ValueError(f"efficiencies must lie in (0, 1) (got {self.efficiencies})")
+        if self.sr_max - self.sr_min < self.sr_width:
+            raise ValueError(f"sr_min..sr_max ({self.sr_min:g}-{self.sr_max:g}) must hold one signal region of {self.sr_width:g} GeV")
+        return self
+
+
 STAGE_NAMES = ("toys", "generate", "process", "scan", "autoencoders", "baselines", "report")
 
 
@@ -299,6 +323,7 @@ class AnalysisConfig(StrictModel):
     autoencoders: AutoencodersConfig = AutoencodersConfig()
     baselines: BaselinesConfig = BaselinesConfig()
     sensitivity: SensitivityConfig = SensitivityConfig()
+    cwola: CwolaConfig = CwolaConfig()
 
     # The directory the config was read from; relative paths resolve against it.
     base_dir: Path = Field(Path("."), exclude=True)

@@ -1,99 +1,270 @@
-"""Sensitivity of the PFN scan: Z versus injected events, and the N reaching 3 and 5 sigma.
+"""Sensitivity of the adjacent-bin PFN (method ``pfn_auc``) on the protocol's realisations.
 
-For each N of the grid a full scan runs (own directory, own checkpoints, so it resumes) with N
-events of the chosen kind injected into every sample; N = 0 is the null. For the affected bin
-pair Z(N) = (mean AUC(N) - null mean) / null std, the std being the spread of single-sample
-AUCs. The N where Z first reaches 3 and 5 is interpolated linearly between grid points.
+For every realisation r < ``sensitivity.pfn_realizations`` and every injected size N of
+``sensitivity.n_signal`` the events are those of the shared pseudo-dataset (r, N)
+(:mod:`analysis.sensitivity.realizations`): each background event as often as its Poisson
+multiplicity, plus the nested signal draw. For EVERY kept adjacent pair of
+``histograms.analysis_bins`` a PFN (the scan's settings) learns to tell the two bins' jets
+apart; the events are split, copies and both jets together, into training, validation
+(``pfn_validation_fraction``) and test (``pfn_test_fraction``) events, and the AUC on the test
+jets is the pair's statistic. Seeds derive from (run seed, r, N, pair) alone.
+
+p-value of a pair: the deviation of its AUC from the pair's null, the AUCs of the N = 0
+realisations, through a Student-t prediction interval: with mean m0, standard deviation s0 of
+n0 null AUCs, ``t = (AUC - m0) / (s0 sqrt(1 + 1/n0))`` follows Student's t with n0 - 1 degrees
+of freedom when the null AUCs and the tested one are independent Gaussian draws, and
+``p = t.sf(t)``, one-sided: injected events add a difference between the two bins' jets, and
+a classifier can only separate better (whichever bin the signal sits in), so a signal raises
+the AUC. An N = 0 realisation is left out of its own null
+(leave-one-out), so the N = 0 p-values are exactly uniform for a Gaussian null; a Shapiro-Wilk
+test of each pair's null AUCs is recorded as the check of that assumption. The t-distribution
+is the tail model: no toy floor, no bounds.
+
+Local p = the smallest p over the pairs; global p = ``1 - (1 - p_min)^n_pairs`` (Sidak): the
+look-elsewhere effect of choosing the pair. No pair is chosen with the truth.
+
+Every finished training is a checkpoint under ``pfn_auc/checkpoints/``, so ``--resume``
+finishes an interrupted run with the identical result.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
-from analysis.errors import ConfigError
-from analysis.scan import ScanInputs, ScanSetup, bin_of, run_scan
-from analysis.sensitivity import crossing, merge_method
+from analysis.errors import ConfigError, InputError
+from analysis.scan import (
+    ScanInputs,
+    ScanSetup,
+    bin_pair_jets,
+    kept_pairs,
+    open_checkpoints,
+    run_trainings,
+    setup_from_config,
+    train_split,
+    warner,
+)
+from analysis.sensitivity.model import MethodEntry, merge_entries
+from analysis.sensitivity.plots import sensitivity_figure
+from analysis.sensitivity.realizations import Realizations
+from analysis.sensitivity.summary import MethodResult, summarise
 
 METHOD = "pfn_auc"
+CHECKPOINTS = Path("pfn_auc") / "checkpoints"
+PLOT = "sensitivity_pfn_auc.png"
+_STREAM = 0x9F4  # seed stream of this method's splits and trainings
+Z_GLOBAL_MEANING = (
+    "Sidak trials factor over the adjacent bin pairs, 1 - (1 - p_min)^n_pairs, p_min the smallest pair p "
+    "(the look-elsewhere effect of choosing the pair)"
+)
 
 
-def affected_pair(setup: ScanSetup, inputs: ScanInputs, chosen: list[int] | None = None) -> tuple[int, int]:
-    """The configured pair, else the adjacent pair whose compositions the injection separates most.
+@dataclass(frozen=True)
+class PfnTask:
+    """One training: realisation, injected size, bin pair."""
 
-    A pair's AUC moves with the difference of the signal fractions of its two bins, so the pair
-    maximises |r_a - r_b|, r = (share of the injection pool in the bin) / (share of the
-    background in the bin). This uses where the pool's reconstructed m_jj actually falls (the
-    resonance peak sits below its nominal mass, and leaks into neighbouring bins); ties go to
-    the pair with more background jets.
-    """
-    if chosen is not None:
-        return int(chosen[0]), int(chosen[1])
-    if inputs.pool is None or not len(inputs.pool):
-        raise ConfigError(f"injection: the {inputs.kind} pool is empty")
-    n_bins = len(setup.bin_edges) - 1
-    pool, bkg = (_per_bin(m, setup.bin_edges, n_bins) for m in (inputs.pool.mjj, inputs.background.mjj))
-    if pool.sum() == 0:
-        raise ConfigError(f"injection: no {inputs.kind} event has m_jj inside the analysis bins")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(bkg > 0, (pool / pool.sum()) / (bkg / max(bkg.sum(), 1)), 0.0)
-    pairs = [(b, b + 1) for b in range(n_bins - 1) if bkg[b] > 0 and bkg[b + 1] > 0]
-    if not pairs:
-        raise ConfigError("scan: no adjacent pair of analysis bins holds background events")
-    return max(pairs, key=lambda p: (abs(ratio[p[0]] - ratio[p[1]]), bkg[p[0]] + bkg[p[1]]))
+    realization: int
+    n_signal: int
+    pair: tuple[int, int]
+
+    @property
+    def name(self) -> str:
+        return f"r{self.realization:04d}_n{self.n_signal}_pair{self.pair[0]}-{self.pair[1]}"
 
 
-def _per_bin(mjj: np.ndarray, edges: tuple[float, ...], n_bins: int) -> np.ndarray:
-    idx = bin_of(mjj, edges)
-    return np.bincount(idx[idx >= 0], minlength=n_bins).astype(float)
+def task_seed(seed: int, task: PfnTask) -> int:
+    """The seed of one training and its split, from (run seed, r, N, pair) only."""
+    ss = np.random.SeedSequence([seed, _STREAM, task.realization, task.n_signal, 1000 + task.pair[0], 1000 + task.pair[1]])
+    return int(ss.generate_state(1, dtype=np.uint32)[0] % 2**31)
 
 
-def z_points(scans: dict[int, dict[str, Any]], size: int, pair: tuple[int, int]) -> list[dict[str, float]]:
-    """Z per injected N for ``pair`` at sample ``size`` (N = 0 is the null)."""
-
-    def entry(scan: dict[str, Any]) -> dict[str, Any]:
-        block = next(s for s in scan["sizes"] if s["events"] == size)
-        found = [p for p in block["pairs"] if tuple(p["bins"]) == pair]
-        if not found:
-            raise ConfigError(f"scan.sensitivity_pair: bins {list(pair)} were not scanned (dropped or out of range)")
-        return found[0]
-
-    null = entry(scans[0])
-    if null["auc_std"] <= 0:
-        raise ConfigError("--sensitivity needs at least 2 samples per size (the null std is the spread over samples)")
-    return [
-        {"n_signal": n, "z": (entry(scans[n])["auc_mean"] - null["auc_mean"]) / null["auc_std"]}
-        for n in sorted(scans)
-    ]
+def realization_events(real: Realizations, r: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Background event indices (an event of multiplicity w repeated w times) and signal pool
+    indices of the pseudo-dataset (r, N)."""
+    weights = real.weights(r)
+    return np.repeat(np.arange(len(weights)), weights), np.asarray(real.signal_events(r, n), dtype=np.int64)
 
 
-def run_sensitivity(
-    base: ScanSetup, inputs: ScanInputs, grid: list[int], pair: tuple[int, int], out_dir: Path,
-    resume: bool = False, quiet: bool = False, data_parallel: bool = False,
+def run_task(
+    setup: ScanSetup, fractions: tuple[float, float], inputs: ScanInputs, real: Realizations, task: PfnTask,
+    parallel: tuple[Any, int] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Scan every N of ``grid`` (first sample size only), write sensitivity.json and the Z plot."""
-    from dataclasses import replace
+    """Train the PFN of one (r, N, pair) on an event split and return its checkpoint record."""
+    from models.training import split_events
 
-    from analysis.plots import save
-    from analysis.scan_plots import z_figure
-
-    size = base.sizes[0]
-    scans = {}
-    for n in sorted(set(grid)):
-        setup = replace(base, sizes=(size,), n_inject=n, pairs=(pair,))  # only the pair Z is read from
-        if not quiet:
-            print(f"[sensitivity] {inputs.kind}: {n} injected events per sample", flush=True)
-        scans[n] = run_scan(setup, inputs, out_dir / f"inject_{n}", resume=resume, quiet=quiet, data_parallel=data_parallel)
-    points = z_points(scans, size, pair)
-    entry = {
-        "method": METHOD, "points": points,
-        "n_signal_3sigma": crossing(points, 3.0), "n_signal_5sigma": crossing(points, 5.0),
-        "kind": inputs.kind, "mass": inputs.mass, "bins": list(pair), "sample_events": size,
-        "n_samples": base.n_samples,
+    background, signal = realization_events(real, task.realization, task.n_signal)
+    jets, labels, events = bin_pair_jets(inputs, setup.bin_edges, task.pair, background, signal)
+    seed = task_seed(setup.seed, task)
+    test_fraction, val_fraction = fractions
+    n_test, n_val = round(test_fraction * len(labels)), round(val_fraction * len(labels))
+    split = split_events(events, len(labels) - n_test - n_val, n_test, np.random.default_rng([seed, 7]))
+    auc = train_split(jets, labels, split, setup.settings, seed, task.name, parallel)
+    return {
+        "realization": task.realization, "n_signal": task.n_signal, "bins": list(task.pair), "seed": seed,
+        "auc": auc, "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
     }  # fmt: skip
-    merge_method(out_dir / "sensitivity.json", entry)
-    title = f"{inputs.kind}, bins {pair[0]}-{pair[1]}, {size} events x {base.n_samples}"
-    save(z_figure(points, entry["n_signal_3sigma"], entry["n_signal_5sigma"], title), out_dir / "sensitivity_pfn_auc.png")
+
+
+# -- the statistic ---------------------------------------------------------------------------
+def prediction_pvalue(values: np.ndarray, null: np.ndarray) -> np.ndarray:
+    """One-sided p (large AUCs are signal-like) of ``values`` (one per column) against the null draws
+    ``null`` (n0 x columns): Student-t prediction interval, ``t = (x - mean0) / (s0 sqrt(1 + 1/n0))``,
+    n0 - 1 d.o.f."""
+    null = np.asarray(null, dtype=float)
+    n0 = null.shape[0]
+    if n0 < 2:
+        raise ValueError(f"a prediction interval needs at least 2 null values (got {n0})")
+    mean, std = null.mean(axis=0), null.std(axis=0, ddof=1)
+    deviation = np.asarray(values, dtype=float) - mean
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = deviation / (std * np.sqrt(1.0 + 1.0 / n0))
+    t = np.where(std > 0, t, np.where(deviation == 0, 0.0, np.sign(deviation) * np.inf))  # a null without spread
+    return stats.t.sf(t, n0 - 1)
+
+
+def pair_pvalues(aucs: np.ndarray, null_column: int) -> np.ndarray:
+    """p of every AUC (realisations x sizes x pairs) against its pair's null: the AUCs of size
+    ``null_column`` (N = 0) over the realisations, without the tested realisation's own when
+    it is one of them (leave-one-out)."""
+    aucs = np.asarray(aucs, dtype=float)
+    n_real = aucs.shape[0]
+    if n_real < 3:
+        raise ConfigError(f"sensitivity.pfn_realizations: {n_real}; the leave-one-out null needs at least 3")
+    null = aucs[:, null_column, :]
+    p = np.empty_like(aucs)
+    for r in range(n_real):
+        without_r = np.delete(null, r, axis=0)
+        for k in range(aucs.shape[1]):
+            p[r, k] = prediction_pvalue(aucs[r, k], without_r if k == null_column else null)
+    return p
+
+
+def combine_pairs(p_pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Local p (smallest over the pairs, last axis) and global p (Sidak over the pairs)."""
+    p_min = np.min(p_pairs, axis=-1)
+    return p_min, -np.expm1(p_pairs.shape[-1] * np.log1p(-np.minimum(p_min, 1.0 - 1e-16)))
+
+
+def null_checks(aucs: np.ndarray, null_column: int, pairs: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """Per pair: mean, std and Shapiro-Wilk normality p of its null AUCs."""
+    out = []
+    for j, pair in enumerate(pairs):
+        null = aucs[:, null_column, j]
+        shapiro = float(stats.shapiro(null).pvalue) if len(null) >= 3 and np.ptp(null) > 0 else None
+        out.append({"bins": list(pair), "mean": float(null.mean()), "std": float(null.std(ddof=1)), "shapiro_pvalue": shapiro})
+    return out
+
+
+# -- running ---------------------------------------------------------------------------------
+def run_pfn_sensitivity(
+    cfg: Any, inputs: ScanInputs, real: Realizations, out_dir: Path, resume: bool = False, quiet: bool = False,
+    *, devices: list[str] | None = None, data_parallel: bool | None = None,
+) -> MethodEntry:  # fmt: skip
+    """Train every (realisation, N, pair), write the ``pfn_auc`` entry into
+    ``out_dir/sensitivity.json`` and ``sensitivity_pfn_auc.png``; ``resume`` keeps the finished
+    trainings of an interrupted run (same config and events)."""
+    out_dir = Path(out_dir)
+    _check_events(inputs, real)
+    sens = cfg.sensitivity
+    n_real = sens.pfn_realizations
+    if n_real < 3:
+        raise ConfigError(f"sensitivity.pfn_realizations: {n_real}; the leave-one-out null needs at least 3")
+    if n_real > real.n_realizations:
+        raise ConfigError(f"sensitivity.pfn_realizations: {n_real} exceeds the {real.n_realizations} realisations")
+    setup = setup_from_config(cfg, inputs, 0)
+    fractions = (float(sens.pfn_test_fraction), float(sens.pfn_validation_fraction))
+    pairs = kept_pairs(setup, inputs, len(inputs.background), warner(quiet))
+    if not pairs:
+        raise ConfigError("histograms.analysis_bins: no adjacent pair of bins holds enough background jets")
+    n_signal = list(real.n_signal)
+    tasks = [PfnTask(r, n, p) for r in range(n_real) for n in n_signal for p in pairs]
+    key = _key(setup, inputs, real, fractions)
+    ckpt_dir = out_dir / CHECKPOINTS
+    done = open_checkpoints(ckpt_dir, key, resume)
+    todo = [t for t in tasks if t.name not in done]
+    started = time.perf_counter()
+
+    def label(task: PfnTask, rec: dict[str, Any]) -> str:
+        return f"r{task.realization} N={task.n_signal} {task.pair[0]}-{task.pair[1]} AUC {rec['auc']:.3f}"
+
+    run_trainings(
+        todo, lambda t, parallel: run_task(setup, fractions, inputs, real, t, parallel), ckpt_dir, key, done,
+        setup.settings, quiet=quiet, devices=devices,
+        data_parallel=cfg.scan.data_parallel if data_parallel is None else data_parallel, label=label,
+        desc="pfn_auc trainings",
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    aucs = np.array([[[done[PfnTask(r, n, p).name]["auc"] for p in pairs] for n in n_signal] for r in range(n_real)])
+    entry = build_entry(aucs, pairs, real, setup, fractions)
+    merge_entries(out_dir / "sensitivity.json", [entry], real.protocol())
+    from analysis.plots import save
+
+    save(sensitivity_figure(entry), out_dir / PLOT)
+    if not quiet:
+        per = f", {seconds / len(todo):.1f} s each" if todo else ""
+        print(
+            f"[sensitivity] {METHOD}: {len(tasks)} trainings ({len(todo)} run now{per}); global 3 sigma at "
+            f"{entry.n_signal_3sigma.global_}, 5 sigma at {entry.n_signal_5sigma.global_} events", flush=True,
+        )  # fmt: skip
     return entry
+
+
+def build_entry(
+    aucs: np.ndarray, pairs: list[tuple[int, int]], real: Realizations, setup: ScanSetup,
+    fractions: tuple[float, float],
+) -> MethodEntry:  # fmt: skip
+    """The ``pfn_auc`` entry from the AUCs (realisations x sizes x pairs)."""
+    n_signal = list(real.n_signal)
+    null_column = n_signal.index(0)
+    p_pairs = pair_pvalues(aucs, null_column)
+    p_local, p_global = combine_pairs(p_pairs)
+    checks = null_checks(aucs, null_column, pairs)
+    n_real = aucs.shape[0]
+    notes = [
+        f"{n_real} realisations (the first of {real.n_realizations}) x {len(n_signal)} sizes x {len(pairs)} bin "
+        f"pairs = {aucs.size} PFN trainings, each on an event split ({fractions[0]:g} test, {fractions[1]:g} "
+        "validation)",
+        f"null of a pair: its N = 0 AUCs (leave-one-out at N = 0); Student-t prediction interval with "
+        f"{n_real - 1} (N > 0) or {n_real - 2} (N = 0) degrees of freedom, one-sided (a signal raises the AUC)",
+    ]
+    notes += [
+        f"bins {c['bins'][0]}-{c['bins'][1]}: null AUCs fail a normality check (Shapiro-Wilk p = {c['shapiro_pvalue']:.3g})"
+        for c in checks if c["shapiro_pvalue"] is not None and c["shapiro_pvalue"] < 0.01
+    ]  # fmt: skip
+    details = {
+        "bin_edges": list(setup.bin_edges), "pairs": [list(p) for p in pairs], "null": checks,
+        "aucs": aucs.tolist(), "p_pairs": p_pairs.tolist(), "settings": setup.settings,
+        "particle_ids": setup.particle_ids, "test_fraction": fractions[0], "validation_fraction": fractions[1],
+    }  # fmt: skip
+    result = MethodResult(METHOD, real.signal, n_signal, p_local, p_global)
+    return summarise(
+        result, background_events=real.background_events, fingerprint=real.fingerprint,
+        z_global_meaning=Z_GLOBAL_MEANING, s_over_b=real.s_over_b(), notes=notes, details=details,
+    )  # fmt: skip
+
+
+def _check_events(inputs: ScanInputs, real: Realizations) -> None:
+    """The realisations must index the same background and pool events as the PFN inputs."""
+    same_background = np.array_equal(real.background_mjj, inputs.background.mjj)
+    same_pool = inputs.pool is not None and np.array_equal(real.pool_mjj, inputs.pool.mjj)
+    if not (same_background and same_pool):
+        raise InputError(
+            f"{METHOD}: the realisations' background or signal pool is not the PFN inputs' (injection kind "
+            f"{inputs.kind!r}); build both from the same processed events and config"
+        )  # fmt: skip
+
+
+def _key(setup: ScanSetup, inputs: ScanInputs, real: Realizations, fractions: tuple[float, float]) -> str:
+    """Hash of what a training's AUC depends on besides its own (r, N, pair)."""
+    data = [METHOD, setup.key(inputs.fingerprint), real.fingerprint, list(fractions)]
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# -- plot ------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.atomic import write_json, write_npy
+from analysis.atomic import is_complete, remove_stale, write_json, write_npy
 from analysis.config import AnalysisConfig
 from analysis.provenance import RunRecord
 
@@ -99,7 +99,7 @@ def process_stage(ctx: RunContext) -> str:
 
 
 def scan_stage(ctx: RunContext) -> str:
-    """The null adjacent-bin PFN scan over every pair, then the PFN sensitivity to the injection."""
+    """The null adjacent-bin PFN scan over every pair, then ``pfn_auc`` on the protocol's realisations."""
     from analysis.commands.scan import scan_stage as run_scan_stage
 
     cfg, out, o = ctx.config, ctx.out_dir / "scan", ctx.options
@@ -111,28 +111,32 @@ def scan_stage(ctx: RunContext) -> str:
 
 
 def autoencoder_stage(ctx: RunContext) -> str:
-    """p-value maps of the processed spectra, the autoencoders trained on them, p-value versus size."""
-    from analysis.ae_scan import model_names, pvalue_scan, train_models
-    from analysis.dataset import build_dataset_from_histograms
+    """p-value maps from the background model, the autoencoders, and their p on every realisation."""
+    from analysis.ae_scan import ae_sensitivity, model_names, train_models
+    from analysis.dataset import build_dataset_from_realizations
+    from analysis.sensitivity.realizations import load_realizations
 
     cfg, out, quiet = ctx.config, ctx.out_dir / "autoencoders", ctx.options.quiet
     ae = cfg.autoencoders
-    build_dataset_from_histograms(ctx.process_dir / "histograms.root", out / "dataset", cfg, quiet=quiet)
+    real = load_realizations(cfg, ctx.process_dir)
+    build_dataset_from_realizations(real, out / "dataset", cfg, quiet=quiet, normalise=cfg.dataset.normalise)
     names = model_names(ae.models)
     train_models(out / "dataset", out / "models", names, epochs=ae.epochs, batch_size=ae.batch_size,
                  patience=ae.patience, learning_rate=ae.learning_rate, code_size=ae.code_size,
-                 validation_fraction=ae.validation_fraction, seed=cfg.seed, quiet=quiet)  # fmt: skip
-    pvalue_scan(out / "dataset", out / "models", out, quiet=quiet)
-    return f"{len(names)} autoencoders on p-value maps of the processed spectra; {out / 'pvalue_vs_signal.json'}"
+                 validation_fraction=ae.validation_fraction, seed=cfg.seed, quiet=quiet,
+                 conv_filters=list(ae.conv_filters))  # fmt: skip
+    entries = ae_sensitivity(real, out / "dataset", out / "models", out, cfg, quiet=quiet)
+    return "; ".join(f"{e.method}: 3 sigma at {_events(e.n_signal_3sigma.global_)}" for e in entries)
 
 
 def baseline_stage(ctx: RunContext) -> str:
-    """BumpHunter and the background + Gaussian fit on the injected spectra."""
+    """BumpHunter and the background + Gaussian mass scan on every realisation."""
     from analysis.baseline_sensitivity import run_baselines
+    from analysis.sensitivity.realizations import load_realizations
 
-    out = ctx.out_dir / "baselines"
-    entries = run_baselines(ctx.process_dir / "histograms.root", out, ctx.config, quiet=ctx.options.quiet)
-    return "; ".join(f"{e['method']}: 3 sigma at {_events(e['n_signal_3sigma'])}" for e in entries)
+    real = load_realizations(ctx.config, ctx.process_dir)
+    entries = run_baselines(real, ctx.config, ctx.out_dir / "baselines", quiet=ctx.options.quiet)
+    return "; ".join(f"{e.method}: 3 sigma (global) at {_events(e.n_signal_3sigma.global_)}" for e in entries)
 
 
 def report_stage(ctx: RunContext) -> str:
@@ -156,9 +160,9 @@ STAGES: dict[str, StageFunc] = {
 _INPUTS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "generate": (("seed", "generation"), None),
     "process": (("selection", "histograms", "injection"), "generate"),
-    "scan": (("scan", "injection", "histograms"), "process"),
-    "autoencoders": (("dataset", "autoencoders", "toys", "injection"), "process"),
-    "baselines": (("baselines", "generation"), "process"),
+    "scan": (("scan", "injection", "histograms", "sensitivity", "generation"), "process"),
+    "autoencoders": (("dataset", "autoencoders", "toys", "injection", "histograms", "sensitivity", "generation"), "process"),
+    "baselines": (("baselines", "injection", "histograms", "sensitivity", "generation"), "process"),
 }
 # A stage is reused only when its key matches and its main output is still there.
 _OUTPUTS = {"process": "process/cutflow.json", "scan": "scan/auc_scan.json",
@@ -167,12 +171,18 @@ STATE_FILE = "stages.json"
 
 
 def stage_key(config: AnalysisConfig, name: str) -> str | None:
-    """Hash of a stage's inputs (None: the stage always runs)."""
+    """Hash of a stage's inputs (None: the stage always runs): its config sections, the contents
+    of the definition files those sections name, and its upstream stage's key."""
     if name not in _INPUTS:
         return None
     sections, upstream = _INPUTS[name]
     data = config.to_dict()
-    parts = [name, config.seed, {s: data[s] for s in sections}, stage_key(config, upstream) if upstream else None]
+    files = {}
+    if "toys" in sections:  # the signal / background / wavelet definitions, by content
+        for kind in ("signals", "backgrounds", "wavelets"):
+            path = config.resolve(getattr(config.toys, kind))
+            files[kind] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    parts = [name, config.seed, {s: data[s] for s in sections}, files, stage_key(config, upstream) if upstream else None]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -192,6 +202,7 @@ def run_chain(ctx: RunContext, stages: list[str] | None = None) -> None:
     interrupted with the same inputs (then its finished parts are kept).
     """
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale(ctx.out_dir)
     ctx.record.write()
     names = stages or list(ctx.config.stages)
     state = _state(ctx.out_dir)
@@ -199,12 +210,16 @@ def run_chain(ctx: RunContext, stages: list[str] | None = None) -> None:
         key = stage_key(ctx.config, name)
         head = f"[{number}/{len(names)} {name}]"
         output = ctx.out_dir / _OUTPUTS[name] if name in _OUTPUTS else None
-        if output is not None and state["done"].get(name) == key and output.is_file():
+        if output is not None and state["done"].get(name) == key and output.is_file() and is_complete(output.parent):
             ctx.say(f"{head} unchanged since its last run: reused")
             ctx.record.add(reused=[*ctx.record.data.get("reused", []), name])
             continue
-        if output is not None and not (ctx.options.resume and state["started"].get(name) == key):
-            shutil.rmtree(ctx.out_dir / _OUTPUTS[name].split("/")[0], ignore_errors=True)
+        if output is not None:
+            stage_dir = ctx.out_dir / _OUTPUTS[name].split("/")[0]
+            if ctx.options.resume and state["started"].get(name) == key:
+                remove_stale(stage_dir, recursive=True)  # keep finished parts, drop a killed run's temporaries
+            else:
+                shutil.rmtree(stage_dir, ignore_errors=True)
         ctx.say(f"{head} ...")
         state["done"].pop(name, None)
         state["started"][name] = key

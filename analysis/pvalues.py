@@ -35,16 +35,24 @@ def map_shape(wavelet: WaveletDef, n_bins: int, shape: tuple[int, int]) -> tuple
 
 
 class ModulusMaps:
-    """Rebinned |CWT| maps (n x shape) of stacks of spectra, computed in chunks."""
+    """Rebinned |CWT| maps (n x shape) of stacks of spectra, computed in chunks.
 
-    def __init__(self, wavelet: WaveletDef, n_bins: int, shape: tuple[int, int]) -> None:
+    ``total``: if given, every spectrum is scaled to this many events before the transform, so
+    the maps see the spectrum's shape only (not its normalisation)."""
+
+    def __init__(self, wavelet: WaveletDef, n_bins: int, shape: tuple[int, int], total: float | None = None) -> None:
         self.shape = map_shape(wavelet, n_bins, shape)
         self.plan = CwtPlan(wavelet, n_bins)
         self.bin_factor = n_bins // self.shape[1]
         self.scale_factor = len(wavelet.scales) // self.shape[0]
+        self.total = None if total is None else float(total)
 
     def __call__(self, spectra: np.ndarray) -> np.ndarray:
         """Maps of ``spectra`` (n x bins) -> (n, scales', bins'), float32; scales are averaged too."""
+        spectra = np.asarray(spectra, dtype=float)
+        if self.total is not None:
+            sums = spectra.sum(axis=1, keepdims=True)
+            spectra = spectra * (self.total / np.where(sums > 0, sums, 1.0))
         out = np.empty((len(spectra), *self.shape), dtype=np.float32)
         for start in range(0, len(spectra), CHUNK):
             mod = self.plan.modulus(spectra[start : start + CHUNK], self.bin_factor)
@@ -94,10 +102,10 @@ def draw_spectra(expected: np.ndarray, n: int, rng: np.random.Generator, chunk: 
         yield rng.poisson(expected, size=(min(chunk, n - start), len(expected))).astype(float)
 
 
-def build_reference(
+def toy_maps(
     expected: np.ndarray, n_toys: int, rng: np.random.Generator, maps: ModulusMaps, progress: Progress | None = None
-) -> Reference:
-    """Reference ensemble of ``n_toys`` Poisson toys of the background expectation."""
+) -> np.ndarray:
+    """|CWT| maps (n_toys x shape, float32) of Poisson toys of ``expected`` (a reference ensemble)."""
     out = np.empty((n_toys, *maps.shape), dtype=np.float32)
     start = 0
     for spectra in draw_spectra(expected, n_toys, rng):
@@ -105,7 +113,14 @@ def build_reference(
         start += len(spectra)
         if progress:
             progress(len(spectra))
-    return Reference(out)
+    return out
+
+
+def build_reference(
+    expected: np.ndarray, n_toys: int, rng: np.random.Generator, maps: ModulusMaps, progress: Progress | None = None
+) -> Reference:
+    """Reference ensemble of ``n_toys`` Poisson toys of the background expectation."""
+    return Reference(toy_maps(expected, n_toys, rng, maps, progress))
 
 
 def pvalue_maps(

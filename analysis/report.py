@@ -290,7 +290,10 @@ def signal_sections(data: Sensitivity) -> list[Section]:
                 f"WARNING: the methods ran on {len(fingerprints)} different sets of realisations.")  # fmt: skip
         sob = entries[0].points
         sob_text = ", ".join(f"N = {p.n_signal}: {p.s_over_b:.2%}" for p in sob if p.s_over_b is not None)
-        meaning = [f"{e.method}: {e.z_global_meaning}" for e in entries]
+        by_meaning: dict[str, list[str]] = {}
+        for e in entries:
+            by_meaning.setdefault(e.z_global_meaning, []).append(e.method)
+        meaning = [f"{', '.join(names)}: {text}" for text, names in by_meaning.items()]
         sections.append(Section(
             f"Method comparison: {signal}",
             [same, f"S/B in the signal region: {sob_text}.", "Global means — " + "; ".join(meaning) + "."],

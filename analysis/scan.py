@@ -4,9 +4,13 @@ For every sample size and sample index, a reproducible random sample of the back
 (seed from (run seed, size, sample)) gets the injected events added (drawn from the injection
 pool with the same kind of seed), its events are split into the m_jj bins, and for every
 adjacent bin pair a PFN learns to tell the two bins' jets apart; its AUC on held-out jets is
-recorded. Each training's seed derives from (run seed, size, sample, pair) alone, so trainings
-can run in any order, on any device, and an interrupted scan resumes to the identical result.
-Every finished training is a small JSON under ``checkpoints/`` (written atomically).
+recorded. The jets are split into training, validation and test jets by event: both jets of
+an event (and every copy of it) fall in the same part, so a test jet's partner never trained
+the network. Each training's seed derives from (run seed, size, sample, pair) alone, so
+trainings can run in any order, on any device, and an interrupted scan resumes to the
+identical result. Every finished training is a small JSON under ``checkpoints/`` (written
+atomically). The particle ids the PFN sees (``scan.particle_ids``: CMS PF classes or full
+generator ids, :mod:`analysis.pfn_inputs`) are part of every checkpoint's key.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class EventPool:
     mjj: np.ndarray
     jets: PackedJets  # jets in event order
     jet_offsets: np.ndarray  # event e owns jets jet_offsets[e]:jet_offsets[e + 1]
+    particle_ids: str = "pf_classes"  # how the jets' particle ids were mapped (analysis.pfn_inputs)
 
     def __len__(self) -> int:
         return len(self.mjj)
@@ -51,21 +56,28 @@ class EventPool:
         starts = np.repeat(self.jet_offsets[events] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
         return starts + np.arange(int(counts.sum()))
 
+    def jets_of(self, events: np.ndarray) -> tuple[PackedJets, np.ndarray]:
+        """The jets of ``events`` (repeats allowed) and the event of each jet."""
+        events = np.asarray(events, dtype=np.int64)
+        return self.jets.take(self.jet_index(events)), np.repeat(events, np.diff(self.jet_offsets)[events])
+
     @staticmethod
-    def from_columns(columns: ak.Array) -> EventPool:
-        """From the processor's columnar events (mjj; jets with phi and constituents)."""
+    def from_columns(columns: ak.Array, particle_ids: str = "pf_classes") -> EventPool:
+        """From the processor's columnar events (mjj; jets with phi and constituents);
+        ``particle_ids``: ``pf_classes`` or ``full`` (:mod:`analysis.pfn_inputs`)."""
         jets = ak.flatten(columns.jets, axis=1)
         n_const = ak.to_numpy(ak.num(jets.constituents, axis=1))
         if len(n_const) and n_const.min() < 1:
             raise InputError(f"{int((n_const < 1).sum())} selected jets have no constituents")
-        packed = preprocess_awkward(jets.constituents, jets.phi)
+        packed = preprocess_awkward(jets.constituents, jets.phi, particle_ids)
         per_event = ak.to_numpy(ak.num(columns.jets, axis=1))
         offsets = np.concatenate([[0], np.cumsum(per_event)]).astype(np.int64)
-        return EventPool(ak.to_numpy(columns.mjj).astype(np.float64), packed, offsets)
+        return EventPool(ak.to_numpy(columns.mjj).astype(np.float64), packed, offsets, particle_ids)
 
 
-def load_processed(directory: Path) -> tuple[dict[str, ak.Array], dict[str, dict[str, Any]]]:
-    """Columns and fileset metadata of every dataset of a processing directory (or its events/)."""
+def load_processed(directory: Path, constituents: bool = True) -> tuple[dict[str, ak.Array], dict[str, dict[str, Any]]]:
+    """Columns and fileset metadata of every dataset of a processing directory (or its events/);
+    ``constituents=False`` reads only the event and jet columns (no PF candidates needed)."""
     directory = Path(directory)
     if not (directory / "cutflow.json").is_file() and (directory.parent / "cutflow.json").is_file():
         directory = directory.parent
@@ -80,10 +92,10 @@ def load_processed(directory: Path) -> tuple[dict[str, ak.Array], dict[str, dict
     for name, entry in cutflow.get("datasets", {}).items():
         path = directory / entry["events"]
         try:
-            columns[name] = ak.from_parquet(path)
+            columns[name] = ak.from_parquet(path, columns=None if constituents else ["mjj", "weight", "jets.partonFlavour"])
         except Exception as exc:
             raise InputError(f"{path}: cannot read the events ({type(exc).__name__}: {exc})") from None
-        if "constituents" not in ak.fields(columns[name].jets):
+        if constituents and "constituents" not in ak.fields(columns[name].jets):
             raise InputError(f"{path}: jets have no constituents (the PFN scan needs PF candidates)")
         metadata[name] = entry.get("metadata", {})
     if not columns:
@@ -99,11 +111,16 @@ class ScanInputs:
     pool: EventPool | None
     kind: str
     mass: float | None
-    fingerprint: str
+    fingerprint: str  # of the events' m_jj (the particle-id mapping is in the checkpoint keys)
+
+    @property
+    def particle_ids(self) -> str:
+        return self.background.particle_ids
 
 
 def scan_inputs(columns: dict[str, ak.Array], metadata: dict[str, dict[str, Any]], cfg: AnalysisConfig, kind: str) -> ScanInputs:
-    """Background and pool for ``kind`` with the processor's injection rules (analysis.injection)."""
+    """Background and pool for ``kind`` with the processor's injection rules (analysis.injection),
+    their jets preprocessed with ``cfg.scan.particle_ids``."""
     from analysis.injection import BACKGROUND_PROCESS, plan_injection
 
     if kind == "none":
@@ -127,8 +144,9 @@ def scan_inputs(columns: dict[str, ak.Array], metadata: dict[str, dict[str, Any]
     for arr in (bg, pool):
         if arr is not None:
             digest.update(np.ascontiguousarray(ak.to_numpy(arr.mjj), dtype=np.float64).tobytes())
+    ids = cfg.scan.particle_ids
     return ScanInputs(
-        EventPool.from_columns(bg), None if pool is None else EventPool.from_columns(pool), kind, mass,
+        EventPool.from_columns(bg, ids), None if pool is None else EventPool.from_columns(pool, ids), kind, mass,
         digest.hexdigest()[:16],
     )  # fmt: skip
 
@@ -151,6 +169,7 @@ class ScanSetup:
     min_jets_per_bin: int = 600
     settings: dict[str, Any] = field(default_factory=dict)  # models.training.TrainSettings fields
     pairs: tuple[tuple[int, int], ...] | None = None  # train only these pairs (None: every kept pair)
+    particle_ids: str = "pf_classes"  # the inputs' particle-id mapping: part of the checkpoint key
 
     def key(self, fingerprint: str) -> str:
         """Hash of what a checkpoint's AUC depends on (except its own size/sample/pair)."""
@@ -219,38 +238,57 @@ def kept_pairs(setup: ScanSetup, inputs: ScanInputs, size: int, warn: Callable[[
     return kept if setup.pairs is None else [p for p in kept if p in setup.pairs]
 
 
-def pair_data(setup: ScanSetup, inputs: ScanInputs, task: Task) -> tuple[PackedJets, np.ndarray]:
-    """Jets of the task's two bins (background sample + injected events), labels 0 / 1."""
-    events, injected = draw_sample(setup, inputs, task.size, task.sample)
-    parts, labels = [], []
-    for label, b in enumerate(task.pair):
-        for pool, chosen in ((inputs.background, events), (inputs.pool, injected)):
+def bin_pair_jets(
+    inputs: ScanInputs, edges: tuple[float, ...], pair: tuple[int, int], background: np.ndarray, injected: np.ndarray,
+) -> tuple[PackedJets, np.ndarray, np.ndarray]:  # fmt: skip
+    """Jets of the events of bins ``pair`` among ``background`` and ``injected`` (event indices
+    into the background and the pool; repeats are copies): jets, labels 0 / 1 (first / second
+    bin) and each jet's event (pool events numbered after the background's)."""
+    parts, labels, events = [], [], []
+    for label, b in enumerate(pair):
+        for pool, chosen, first in ((inputs.background, background, 0), (inputs.pool, injected, len(inputs.background))):
             if pool is None or not len(chosen):
                 continue
-            in_bin = chosen[bin_of(pool.mjj[chosen], setup.bin_edges) == b]
-            jets = pool.jets.take(pool.jet_index(in_bin))
+            jets, event = pool.jets_of(chosen[bin_of(pool.mjj[chosen], edges) == b])
             parts.append(jets)
             labels.append(np.full(len(jets), label, dtype=np.int64))
-    return PackedJets.concatenate(parts), np.concatenate(labels)
+            events.append(event + first)
+    if not parts:
+        raise InputError(f"bins {pair[0]}-{pair[1]} hold no events")
+    return PackedJets.concatenate(parts), np.concatenate(labels), np.concatenate(events)
+
+
+def pair_data(setup: ScanSetup, inputs: ScanInputs, task: Task) -> tuple[PackedJets, np.ndarray, np.ndarray]:
+    """Jets of the task's two bins (background sample + injected events), labels 0 / 1, events."""
+    events, injected = draw_sample(setup, inputs, task.size, task.sample)
+    return bin_pair_jets(inputs, setup.bin_edges, task.pair, events, injected)
+
+
+def train_split(
+    jets: PackedJets, labels: np.ndarray, split: Any, settings: dict[str, Any], seed: int, name: str,
+    parallel: tuple[Any, int] | None = None,
+) -> float:  # fmt: skip
+    """Train on ``split.train`` (validation ``split.val``) and return the AUC on ``split.test``."""
+    from models.training import TrainSettings, train_and_score
+
+    if len(np.unique(labels[split.test])) < 2 or len(np.unique(labels[split.train])) < 2:
+        raise InputError(f"{name}: the training or test jets hold only one bin; use larger samples")
+    return train_and_score(
+        jets.take(split.train), labels[split.train], jets.take(split.val), labels[split.val],
+        jets.take(split.test), labels[split.test], TrainSettings(**settings), seed, *(parallel or (None, 1)),
+    )  # fmt: skip
 
 
 def run_task(setup: ScanSetup, inputs: ScanInputs, task: Task, parallel: tuple[Any, int] | None = None) -> dict[str, Any]:
     """Train the PFN of one (size, sample, pair) and return its checkpoint record."""
-    from models.training import TrainSettings, split_pair, train_and_score
+    from models.training import split_events, split_sizes
 
-    jets, labels = pair_data(setup, inputs, task)
+    jets, labels, events = pair_data(setup, inputs, task)
     seed = training_seed(setup.seed, task)
     scale = task.size / setup.reference_events
-    n_train = max(2, round(setup.train_jets * scale))
-    n_test = max(2, round(setup.test_jets * scale))
-    split = split_pair(len(labels), n_train, n_test, np.random.default_rng([seed, 7]))
-    if len(np.unique(labels[split.test])) < 2:
-        raise InputError(f"{task.name}: the test jets hold only one bin; use larger samples")
-    settings = TrainSettings(**setup.settings)
-    auc = train_and_score(
-        jets.take(split.train), labels[split.train], jets.take(split.val), labels[split.val],
-        jets.take(split.test), labels[split.test], settings, seed, *(parallel or (None, 1)),
-    )  # fmt: skip
+    n_train, n_test = split_sizes(len(labels), max(2, round(setup.train_jets * scale)), max(2, round(setup.test_jets * scale)))
+    split = split_events(events, n_train, n_test, np.random.default_rng([seed, 7]))
+    auc = train_split(jets, labels, split, setup.settings, seed, task.name, parallel)
     return {
         "size": task.size, "sample": task.sample, "bins": list(task.pair), "seed": seed, "auc": auc,
         "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
@@ -274,6 +312,15 @@ def _read_checkpoints(directory: Path, key: str) -> dict[str, dict[str, Any]]:
     return done
 
 
+def open_checkpoints(ckpt_dir: Path, key: str, resume: bool) -> dict[str, dict[str, Any]]:
+    """The finished trainings of ``ckpt_dir`` (``resume``; all of ``key``), else none (old ones removed)."""
+    if resume:
+        return _read_checkpoints(ckpt_dir, key) if ckpt_dir.is_dir() else {}
+    for path in ckpt_dir.glob("*.json") if ckpt_dir.is_dir() else []:
+        path.unlink()
+    return {}
+
+
 def run_scan(
     setup: ScanSetup, inputs: ScanInputs, out_dir: Path, resume: bool = False, quiet: bool = False,
     devices: list[str] | None = None, data_parallel: bool = False,
@@ -281,25 +328,24 @@ def run_scan(
     """Run (or finish, with ``resume``) a scan; write checkpoints, auc_scan.json and the plot."""
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / CHECKPOINTS
+    if setup.particle_ids != inputs.particle_ids:
+        raise ValueError(f"scan setup for particle ids {setup.particle_ids!r}, inputs made with {inputs.particle_ids!r}")
     key = setup.key(inputs.fingerprint)
-    if resume:
-        done = _read_checkpoints(ckpt_dir, key) if ckpt_dir.is_dir() else {}
-    else:
-        for path in ckpt_dir.glob("*.json") if ckpt_dir.is_dir() else []:
-            path.unlink()
-        done = {}
-
-    def warn(message: str) -> None:
-        warnings.warn(message, stacklevel=2)
-        if not quiet:
-            print(f"warning: {message}", file=sys.stderr)
-
+    done = open_checkpoints(ckpt_dir, key, resume)
+    warn = warner(quiet)
     pairs = {size: kept_pairs(setup, inputs, size, warn) for size in setup.sizes}
     for size in setup.sizes:
         draw_sample(setup, inputs, size, 0)  # fail early on too large sizes or injections
     tasks = [Task(s, k, p) for s in setup.sizes for k in range(setup.n_samples) for p in pairs[s]]
     todo = [t for t in tasks if t.name not in done]
-    _train_tasks(setup, inputs, todo, ckpt_dir, key, done, quiet, devices, data_parallel)
+
+    def label(task: Task, rec: dict[str, Any]) -> str:
+        return f"{task.size}/{task.sample}/{task.pair[0]}-{task.pair[1]} AUC {rec['auc']:.3f}"
+
+    run_trainings(
+        todo, lambda t, parallel: run_task(setup, inputs, t, parallel), ckpt_dir, key, done, setup.settings,
+        quiet=quiet, devices=devices, data_parallel=data_parallel, label=label,
+    )  # fmt: skip
     result = assemble(setup, inputs, tasks, done, pairs)
     write_json(out_dir / "auc_scan.json", result)
     from analysis.plots import save
@@ -309,38 +355,54 @@ def run_scan(
     return result
 
 
-def _train_tasks(
-    setup: ScanSetup, inputs: ScanInputs, todo: list[Task], ckpt_dir: Path, key: str,
-    done: dict[str, dict[str, Any]], quiet: bool, devices: list[str] | None, data_parallel: bool,
+def warner(quiet: bool) -> Callable[[str], None]:
+    """A warning that is also printed unless ``quiet``."""
+
+    def warn(message: str) -> None:
+        warnings.warn(message, stacklevel=2)
+        if not quiet:
+            print(f"warning: {message}", file=sys.stderr)
+
+    return warn
+
+
+def run_trainings(
+    todo: list[Any], work: Callable[[Any, tuple[Any, int] | None], dict[str, Any]], ckpt_dir: Path, key: str,
+    done: dict[str, dict[str, Any]], settings: dict[str, Any], *, quiet: bool = False,
+    devices: list[str] | None = None, data_parallel: bool = False,
+    label: Callable[[Any, dict[str, Any]], str] | None = None, desc: str = "PFN trainings",
 ) -> None:  # fmt: skip
+    """Run ``work(task, parallel)`` for every task (each has a ``name``) and checkpoint its record
+    under ``ckpt_dir`` (with ``key``) as soon as it finishes: one training per device, or each
+    split over all devices (``data_parallel``), or in order (EnergyFlow seeds through global state)."""
     from tqdm import tqdm
 
     if not todo:
         return
-    bar = tqdm(total=len(todo), desc="PFN trainings", unit="training", disable=quiet, file=sys.stderr)
+    bar = tqdm(total=len(todo), desc=desc, unit="training", disable=quiet, file=sys.stderr)
 
-    def record(task: Task, rec: dict[str, Any]) -> None:
+    def record(task: Any, rec: dict[str, Any]) -> None:
         rec["key"] = key
         write_json(ckpt_dir / f"{task.name}.json", rec)
         done[task.name] = rec
-        bar.set_postfix_str(f"{task.size}/{task.sample}/{task.pair[0]}-{task.pair[1]} AUC {rec['auc']:.3f}")
+        if label is not None:
+            bar.set_postfix_str(label(task, rec))
         bar.update(1)
 
     try:
-        if setup.settings.get("backend") == "energyflow" or data_parallel:
-            # EnergyFlow seeds through global state; data-parallel uses every device per training
+        if settings.get("backend") == "energyflow" or data_parallel:
             parallel = None
-            if data_parallel and setup.settings.get("backend") != "energyflow":
+            if data_parallel and settings.get("backend") != "energyflow":
                 from models.devices import data_parallel as make_strategy
 
                 parallel = make_strategy(devices)
             for task in todo:
-                record(task, run_task(setup, inputs, task, parallel))
+                record(task, work(task, parallel))
             return
         from models.devices import run_on_devices, training_devices
 
         devices = devices or training_devices()
-        for task, rec, _device in run_on_devices(todo, lambda t: run_task(setup, inputs, t), devices):
+        for task, rec, _device in run_on_devices(todo, lambda t: work(t, None), devices):
             record(task, rec)
     finally:
         bar.close()
@@ -385,6 +447,7 @@ def setup_from_config(cfg: AnalysisConfig, inputs: ScanInputs, n_inject: int, si
         bin_edges=tuple(float(e) for e in cfg.histograms.analysis_bins), kind=inputs.kind, n_inject=n_inject,
         mass=inputs.mass if inputs.kind == "resonance" else None, train_jets=sc.train_jets, test_jets=sc.test_jets,
         reference_events=sc.reference_events, min_jets_per_bin=sc.min_jets_per_bin, settings=settings,
+        particle_ids=inputs.particle_ids,
     )  # fmt: skip
 
 

@@ -38,23 +38,3 @@ def auc_figure(scan: dict[str, Any]) -> Figure:
     hep.label.exp_text("dijetscan", title, ax=ax, loc=0)
     ax.legend(fontsize=14)
     return fig
-
-
-def z_figure(
-    points: list[dict[str, float]], n3: float | None, n5: float | None, title: str,
-    label: str = "PFN AUC", ylabel: str = "Z = (AUC - null mean) / null std",
-) -> Figure:  # fmt: skip
-    """A method's significance Z versus the number of injected events, with its 3 and 5 sigma crossings."""
-    style()
-    fig, ax = plt.subplots(figsize=(9, 7))
-    ax.plot([p["n_signal"] for p in points], [p["z"] for p in points], "o-", label=label)
-    for z, n in ((3, n3), (5, n5)):
-        ax.axhline(z, color="grey", linestyle="--", linewidth=1)
-        if n is not None:
-            ax.axvline(n, color="grey", linestyle=":", linewidth=1)
-            ax.annotate(f"{z}$\\sigma$: {n:.0f}", (n, z), textcoords="offset points", xytext=(5, 5), fontsize=14)
-    ax.set_xlabel("injected signal events per sample")
-    ax.set_ylabel(ylabel)
-    hep.label.exp_text("dijetscan", title, ax=ax, loc=0)
-    ax.legend(fontsize=14)
-    return fig

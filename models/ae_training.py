@@ -2,8 +2,11 @@
 
 Training minimises the mean squared reconstruction error with Adam, logs every epoch to a CSV
 file (keras CSVLogger), stops early on the validation loss (restoring the best weights), and is
-seeded with ``keras.utils.set_random_seed`` plus deterministic TensorFlow kernels. Models are
-saved as ``.keras`` (atomically) and loaded with ``safe_mode=True``.
+seeded with ``keras.utils.set_random_seed`` plus deterministic TensorFlow kernels. The sigmoid
+output starts at the training maps' mean value (its bias is the logit of the mean): started at
+0.5 against maps of mean ~0.15, the first steps' large gradients killed every ReLU of the code in
+the plain dense and conv models, which then output a constant map (seen at 48x36, 1000 maps).
+Models are saved as ``.keras`` (atomically) and loaded with ``safe_mode=True``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class AESettings:
     patience: int = 3
     learning_rate: float = 1e-3
     code_size: int = 32
+    conv_filters: tuple[int, ...] = (16, 32, 64)  # conv models' encoder (decoder mirrored)
 
 
 def set_seed(seed: int) -> None:
@@ -53,7 +57,10 @@ def train_autoencoder(
     set_seed(seed)
     x_train = np.asarray(x_train, dtype=np.float32)
     x_val = np.asarray(x_val, dtype=np.float32)
-    model = build_autoencoder(name, x_train.shape[1:], code_size=settings.code_size)
+    model = build_autoencoder(
+        name, x_train.shape[1:], code_size=settings.code_size, filters=tuple(settings.conv_filters),
+        output_mean=float(np.mean(x_train)),
+    )  # fmt: skip
     model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss="mse")
     Path(csv_log).parent.mkdir(parents=True, exist_ok=True)
     callbacks = [
@@ -95,6 +102,11 @@ def reconstruct(model: keras.Model, maps: np.ndarray, batch_size: int = 256) -> 
 
 def reconstruction_mse(model: keras.Model, maps: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Per-map mean squared reconstruction error."""
+    return reconstruct_with_mse(model, maps, batch_size)[1]
+
+
+def reconstruct_with_mse(model: keras.Model, maps: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The reconstructions and the per-map MSE in one pass (one ``predict`` call)."""
     maps = np.asarray(maps, dtype=np.float32)
     out = reconstruct(model, maps, batch_size)
-    return np.mean((out.astype(np.float64) - maps) ** 2, axis=tuple(range(1, maps.ndim)))
+    return out, np.mean((out.astype(np.float64) - maps) ** 2, axis=tuple(range(1, maps.ndim)))

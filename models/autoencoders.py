@@ -5,16 +5,21 @@ Following the reference architectures in spirit:
 * ``dense``: flatten, Dense 512-128-64-code, mirrored 64-128-512, a sigmoid output map;
 * ``sparse_l1`` / ``sparse_kl``: the same with an L1 activity penalty on the code, or a
   KL-divergence sparsity penalty (sigmoid code units whose mean activation is pushed to ``rho``);
-* ``conv``: Conv2D 32-64-128 (3x3, ReLU), each followed by 2x2 max-pooling, a 1x1 code
-  convolution, then mirrored Conv2D 128-64-32 with 2x2 up-sampling and a sigmoid 1-channel
-  output; maps whose sides are not multiples of 8 are zero-padded on input and cropped on output;
+* ``conv``: Conv2D ``filters`` (3x3, ReLU; 32-64-128 by default here, the training default is
+  16-32-64, see :class:`models.ae_training.AESettings`), each followed by 2x2 max-pooling, a 1x1
+  code convolution, then the mirrored Conv2D stack with 2x2 up-sampling and a sigmoid 1-channel
+  output; maps whose sides are not multiples of 2^(layers) are zero-padded on input and cropped on output;
 * ``conv_l1`` / ``conv_kl``: the conv model with the L1 / KL penalty on its code.
 
-Inputs are maps (scales x mass blocks) scaled to [0, 1]. The KL penalty is a registered,
-serializable Keras regulariser, so saved models reload with ``safe_mode=True``.
+Inputs are maps (scales x mass blocks) scaled to [0, 1]. The sigmoid output's bias starts at the
+logit of ``output_mean`` (the training maps' mean), so training does not begin with a large
+jump of every output from 0.5. The KL penalty is a registered, serializable Keras regulariser,
+so saved models reload with ``safe_mode=True``.
 """
 
 from __future__ import annotations
+
+import math
 
 import keras
 from keras import layers, ops
@@ -59,30 +64,35 @@ def _code_options(kind: str, l1: float, rho: float, beta: float) -> dict:
     return {"activation": "relu"}
 
 
-def _dense(inputs, shape: tuple[int, int], code_size: int, code: dict):
+def _output(bias: float) -> dict:
+    """Sigmoid output whose bias starts at ``bias`` (logit of the data mean: no initial jump)."""
+    return {"activation": "sigmoid", "bias_initializer": keras.initializers.Constant(bias)}
+
+
+def _dense(inputs, shape: tuple[int, int], code_size: int, code: dict, bias: float):
     x = layers.Flatten()(inputs)
     for units in (512, 128, 64):
         x = layers.Dense(units, activation="relu")(x)
     x = layers.Dense(code_size, name="code", **code)(x)
     for units in (64, 128, 512):
         x = layers.Dense(units, activation="relu")(x)
-    x = layers.Dense(shape[0] * shape[1], activation="sigmoid")(x)
+    x = layers.Dense(shape[0] * shape[1], **_output(bias))(x)
     return layers.Reshape(shape)(x)
 
 
-def _conv(inputs, shape: tuple[int, int], code_size: int, code: dict):
-    pad = [(-side) % 8 for side in shape]
+def _conv(inputs, shape: tuple[int, int], code_size: int, code: dict, bias: float, filters: tuple[int, ...]):
+    pad = [(-side) % 2 ** len(filters) for side in shape]  # one halving per pooling
     x = layers.Reshape((*shape, 1))(inputs)
     if any(pad):
         x = layers.ZeroPadding2D(((0, pad[0]), (0, pad[1])))(x)
-    for filters in (32, 64, 128):
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+    for n in filters:
+        x = layers.Conv2D(n, 3, padding="same", activation="relu")(x)
         x = layers.MaxPooling2D(2, padding="same")(x)
     x = layers.Conv2D(max(code_size // 2, 1), 1, name="code", **code)(x)
-    for filters in (128, 64, 32):
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+    for n in filters[::-1]:
+        x = layers.Conv2D(n, 3, padding="same", activation="relu")(x)
         x = layers.UpSampling2D(2)(x)
-    x = layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
+    x = layers.Conv2D(1, 3, padding="same", **_output(bias))(x)
     if any(pad):
         x = layers.Cropping2D(((0, pad[0]), (0, pad[1])))(x)
     return layers.Reshape(shape)(x)
@@ -96,12 +106,20 @@ def build_autoencoder(
     l1: float = 1e-5,
     rho: float = 0.05,
     beta: float = 1e-3,
+    filters: tuple[int, ...] = (32, 64, 128),
+    output_mean: float = 0.5,
 ) -> keras.Model:
-    """An uncompiled autoencoder ``name`` (one of MODEL_NAMES, optionally with ``_ae``) for maps of ``shape``."""
+    """An uncompiled autoencoder ``name`` (one of MODEL_NAMES, optionally with ``_ae``) for maps of ``shape``;
+    ``filters``: the conv encoder's filters (ignored by the dense models)."""
     base = canonical_name(name)
     shape = (int(shape[0]), int(shape[1]))
     kind = base.split("_")[1] if "_" in base else ""
     code = _code_options(kind, l1, rho, beta)
     inputs = keras.Input(shape=shape, name="map")
-    body = _conv if base.startswith("conv") else _dense
-    return keras.Model(inputs, body(inputs, shape, code_size, code), name=f"{base}_ae")
+    mean = min(max(float(output_mean), 1e-3), 1.0 - 1e-3)
+    bias = math.log(mean / (1.0 - mean))
+    if base.startswith("conv"):
+        outputs = _conv(inputs, shape, code_size, code, bias, tuple(int(n) for n in filters))
+    else:
+        outputs = _dense(inputs, shape, code_size, code, bias)
+    return keras.Model(inputs, outputs, name=f"{base}_ae")

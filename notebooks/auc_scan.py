@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -17,7 +19,10 @@
 # For every random sample of the selected events, a Particle Flow Network learns to tell the
 # jets of one m_jj bin from the jets of the next; without new physics its AUC averages 0.5 and
 # its spread over samples is the null uncertainty. Injected signal events change one bin's jet
-# composition and move that pair's AUC (`scan` stage: `auc_scan.json`, `sensitivity.json`).
+# composition and move that pair's AUC. On the sensitivity protocol's realisations every pair is
+# trained at every injected N; a pair's null is its own background-only AUCs (the null AUC of two
+# neighbouring bins is not exactly 0.5: their jet mix changes with m_jj) (`scan` stage:
+# `auc_scan.json`, `sensitivity.json`).
 
 # %%
 import os
@@ -34,7 +39,7 @@ import json
 import matplotlib.pyplot as plt
 import numpy as np
 
-from analysis.scan_plots import auc_figure, z_figure
+from analysis.scan_plots import auc_figure
 
 scan = json.loads((RESULTS / "scan" / "auc_scan.json").read_text())
 print("bins (GeV):", scan["bin_edges"], "| seed", scan["seed"], "| injection", scan["injection"])
@@ -52,11 +57,15 @@ for block in scan["sizes"]:
         print(f"{block['events']} events, bins {pair['bins']}: AUC {aucs.mean():.3f} +- {stderr:.3f} (mean +- s.e.)")
 
 # %% [markdown]
-# ## Sensitivity: Z versus injected events for the affected pair
+# ## Sensitivity on the protocol's realisations: every pair, trials over pairs in the global Z
 
 # %%
-sens = json.loads((RESULTS / "scan" / "sensitivity.json").read_text())
-(pfn,) = [m for m in sens["methods"] if m["method"] == "pfn_auc"]
-print(f"pair {pfn['bins']}, {pfn['sample_events']} events x {pfn['n_samples']} samples")
-z_figure(pfn["points"], pfn["n_signal_3sigma"], pfn["n_signal_5sigma"], f"{pfn['kind']}, bins {pfn['bins']}")
+from analysis.sensitivity.model import Sensitivity
+from analysis.sensitivity.plots import sensitivity_figure
+
+(pfn,) = [m for m in Sensitivity.read(RESULTS / "scan" / "sensitivity.json").methods if m.method == "pfn_auc"]
+for p in pfn.points:
+    print(f"N = {p.n_signal:>5}: median Z local {p.z_local.median:+.2f}, global {p.z_global.median:+.2f} "
+          f"[{p.z_global.lo:+.2f}, {p.z_global.hi:+.2f}]")
+sensitivity_figure(pfn)
 plt.show()

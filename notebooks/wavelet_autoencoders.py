@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -15,10 +17,11 @@
 # # Wavelet p-value maps and autoencoders on the processed spectra
 #
 # Each m_jj spectrum becomes the modulus of its continuous wavelet transform (complex Morlet),
-# rebinned, and every cell a local p-value against background-only toys drawn from a smooth fit
-# of the background histogram. Autoencoders trained on background maps reconstruct signal maps
-# poorly; the efficiency p-value of the reconstruction error measures that
-# (`autoencoders` stage: `dataset/`, `models/`, `pvalue_vs_signal.json`).
+# rebinned, and every cell a local p-value against background-only toys of the smooth
+# background model (fitted over the searched range, where it describes the sample).
+# Autoencoders trained on background maps reconstruct signal maps poorly. Every autoencoder is
+# scored on the sensitivity protocol's realisations: the same background events and nested signal
+# draws as every other method (`autoencoders` stage: `dataset/`, `models/`, `pvalue_vs_signal.json`).
 
 # %%
 import os
@@ -35,26 +38,33 @@ import json
 import matplotlib.pyplot as plt
 import numpy as np
 
+from analysis.config import AnalysisConfig
 from analysis.dataset import load_dataset
 from analysis.pvalue_plots import pvalue_vs_signal_figure
+from analysis.sensitivity.realizations import load_realizations
 
 ae_dir = RESULTS / "autoencoders"
 data = load_dataset(ae_dir / "dataset")
 fit = data.config["source"]["background_fit"]
 print(f"background model: {fit['model']}, chi2/ndf = {fit['chi2_ndf']:.2f}")
-print("map shape", data.train.shape[1:], "| signal sizes", sorted(data.signals))
+config = AnalysisConfig.model_validate(json.loads((RESULTS / "run.json").read_text())["config"])
+real = load_realizations(config, RESULTS / "process")
+largest = real.n_signal[-1]
+spectra = real.spectra(1)[0]  # realisation 0 at every injected N
+maps = data.neg_log_p_maps(spectra)
+print("map shape", data.train.shape[1:], "| injected N", real.n_signal)
 
 # %% [markdown]
-# ## -ln p maps: background only and the largest signal
+# ## -ln p maps: background-only toys and realisation 0 with the largest injection
 # The signal's smallest p-values sit at its mass and at the scales that match its width.
 
 # %%
-largest = max(data.signals)
 fig, axes = plt.subplots(1, 2, figsize=(16, 6), sharey=True)
-panels = [("background only", data.test_backgrounds), (f"{largest:g} signal events", data.signals[largest])]
-for ax, (title, maps) in zip(axes, panels, strict=True):
-    image = ax.imshow(maps.mean(axis=0), origin="lower", aspect="auto", cmap="viridis")
-    ax.set_title(f"mean -ln p, {title}")
+panels = [("mean of background-only toys", data.test_backgrounds.mean(axis=0)),
+          (f"realisation 0, {largest} signal events", maps[-1])]  # fmt: skip
+for ax, (title, image_data) in zip(axes, panels, strict=True):
+    image = ax.imshow(image_data, origin="lower", aspect="auto", cmap="viridis")
+    ax.set_title(f"-ln p, {title}")
     ax.set_xlabel("m_jj block")
 fig.colorbar(image, ax=axes, label="-ln p")
 axes[0].set_ylabel("wavelet scale index")
@@ -71,18 +81,21 @@ models = find_models(ae_dir / "models")
 name, path = next(iter(models.items()))
 model = load_model(path)
 bg_loss = reconstruction_mse(model, data.test_backgrounds / data.scale)
-sig_loss = reconstruction_mse(model, data.signals[largest] / data.scale)
-print(f"{name}: median loss background {np.median(bg_loss):.4g}, signal ({largest:g}) {np.median(sig_loss):.4g}")
-fig, ax = plt.subplots(figsize=(10, 7))
-bins = np.histogram_bin_edges(np.concatenate([bg_loss, sig_loss]), 40)
-ax.hist(bg_loss, bins, histtype="step", label="background", density=True)
-ax.hist(sig_loss, bins, histtype="step", label=f"{largest:g} signal events", density=True)
+real_loss = reconstruction_mse(model, maps / data.scale)
+print(f"{name}: median null loss {np.median(bg_loss):.4g}; realisation 0: "
+      + ", ".join(f"N = {n}: {loss:.4g}" for n, loss in zip(real.n_signal, real_loss, strict=True)))  # fmt: skip
+fig, ax = plt.subplots(figsize=(12, 7))
+ax.hist(bg_loss, 40, histtype="step", color="black", label="background-only test maps")
+for n, loss in zip(real.n_signal, real_loss, strict=True):
+    ax.axvline(loss, linestyle="--", color=plt.get_cmap("viridis")(n / largest), label=f"realisation 0, N = {n}")
 ax.set_xlabel("reconstruction MSE")
-ax.legend()
+ax.set_ylabel("maps")
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## p-value versus signal size, every model
+# ## p-value versus injected events, every model (median over realisations, 16-84 % band)
 
 # %%
 summary = json.loads((ae_dir / "pvalue_vs_signal.json").read_text())

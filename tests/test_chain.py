@@ -6,22 +6,28 @@ import json
 import re
 from pathlib import Path
 
+from analysis.sensitivity.model import Sensitivity
 from tests.conftest import run_cli
 
 
-def test_chain_writes_the_report_and_every_method(chain_results: Path) -> None:
-    methods = {m["method"]: m for m in json.loads((chain_results / "sensitivity.json").read_text())["methods"]}
-    assert "pfn_auc" in methods
-    assert any(name.endswith("_ae") for name in methods)
-    assert any("bump" in name for name in methods) and any("fit" in name for name in methods)
-    for entry in methods.values():
-        assert entry["points"][0]["n_signal"] == 0
-        assert {"n_signal_3sigma", "n_signal_5sigma"} <= set(entry)
+def test_chain_writes_the_report_and_every_method_on_the_same_events(chain_results: Path) -> None:
+    data = Sensitivity.read(chain_results / "sensitivity.json")
+    methods = {m.method: m for m in data.methods}
+    assert {"pfn_auc", "bumphunter", "dijet_fit", "dense_ae", "conv_kl_ae"} <= set(methods)
+    assert data.protocol.n_signal == [0, 60, 180] and data.protocol.realizations == 6
+    # every method ran on the same realisations: one fingerprint, one background count
+    assert len({m.fingerprint for m in data.methods}) == 1
+    assert len({m.background_events for m in data.methods}) == 1
+    for entry in data.methods:
+        assert [p.n_signal for p in entry.points] == [0, 60, 180]
+        assert entry.realizations == (3 if entry.method == "pfn_auc" else 6)
+        assert len(entry.null_p_global) == entry.realizations
+        assert entry.z_global_meaning
     record = json.loads((chain_results / "run.json").read_text())
     assert set(record["timings_s"]) >= {"toys", "generate", "process", "scan", "autoencoders", "baselines", "report"}
     report = (chain_results / "report.md").read_text()
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
-    assert "comparison.png" in linked and "scan/auc_scan.png" in linked
+    assert {"comparison.png", "null_calibration.png", "scan/auc_scan.png"} <= set(linked)
     for rel in linked:
         assert (chain_results / rel).is_file(), rel
     for name in methods:
@@ -47,13 +53,9 @@ def test_bad_stage_name_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_baselines_find_the_injected_resonance_on_processed_spectra(chain_results: Path) -> None:
-    data = json.loads((chain_results / "baselines" / "baselines.json").read_text())
-    bump, fit = (next(m for m in data["methods"] if m["method"] == name) for name in ("bumphunter", "dijet_fit"))
-    mass, width = data["signal_mass_gev"], data["signal_width_gev"]
-    assert 0.85 * 900 < mass < 1.0 * 900  # the reconstructed xgg peak, a little below M = 900 GeV
-    null, strongest = bump["points"][0], bump["points"][-1]
-    assert null["n_signal"] == 0 and null["z_global"] < 2.0
-    low, high = strongest["window_gev"]
-    assert low - width <= mass <= high + width and strongest["z"] > 3.0
-    assert fit["points"][0]["z"] < 2.0 and fit["points"][-1]["z"] > 3.0
-    assert data["background_fit"]["chi2_ndf"] < 2.0
+    data = Sensitivity.read(chain_results / "baselines" / "sensitivity.json")
+    lo, hi = data.protocol.signal_region_gev["xgg_m900"]
+    assert 0.8 * 900 < lo < hi < 1.05 * 900  # the reconstructed xgg peak, a little below M = 900 GeV
+    for entry in data.methods:
+        assert entry.point(180).z_local.median > entry.point(0).z_local.median + 1.0, entry.method
+    assert data.protocol.background_model["chi2_ndf"] < 2.0

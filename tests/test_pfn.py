@@ -12,7 +12,7 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from analysis.pfn_inputs import PID2FLOAT, preprocess, preprocess_awkward, remap_pids
+from analysis.pfn_inputs import PID2FLOAT, pf_class_ids, preprocess, preprocess_awkward, remap_pids
 from models.batches import PackedJets, to_padded
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,6 +59,59 @@ def test_pid_remap_agrees_with_energyflow() -> None:
     ef_remap(events, pid_i=3)
     np.testing.assert_allclose(remap_pids(pids), events[0, :, 3], atol=1e-7)
     assert remap_pids(np.array([3122, 0]))[0] == 0.0  # unknown ids -> 0, as error_on_unknown=False
+
+
+# generator id -> CMS PF class, written out by hand: charged hadrons by the sign of their charge
+PF_CLASSES = {
+    211: 211, -211: -211, 321: 211, -321: -211, 2212: 211, -2212: -211, 3222: 211, -3222: -211,
+    3112: -211, -3112: 211, 3312: -211, -3312: 211, 3334: -211, -3334: 211, 411: 211, -431: -211,
+    130: 130, 310: 130, 2112: 130, -2112: 130, 3122: 130, -3122: 130, 3212: 130, 3322: 130, 421: 130,
+    22: 22, 11: 11, -11: -11, 13: 13, -13: -13, 1: 130, 2: 22,
+}  # fmt: skip
+PF_IDS = {22, 211, -211, 130, 11, -11, 13, -13}
+
+
+def test_pf_classes_map_generator_ids() -> None:
+    pids = np.array(list(PF_CLASSES))
+    np.testing.assert_array_equal(pf_class_ids(pids), list(PF_CLASSES.values()))
+    pf = np.array(sorted(PF_IDS))
+    np.testing.assert_array_equal(pf_class_ids(pf), pf)  # PF candidates keep their ids
+    np.testing.assert_array_equal(pf_class_ids(pids.reshape(2, -1)), pf_class_ids(pids).reshape(2, -1))
+
+
+def test_particle_ids_option_reaches_the_pfn_inputs(real_jets) -> None:
+    jets, full_packed = real_jets
+    pids = ak.to_numpy(ak.flatten(jets.constituents.pdgId, axis=None))
+    assert set(np.unique(pids)) - PF_IDS, "the sample should hold generator ids that PF candidates lack"
+    full = preprocess_awkward(jets.constituents, jets.phi, "full")
+    pf = preprocess_awkward(jets.constituents, jets.phi)  # the default: pf_classes
+    np.testing.assert_array_equal(pf.features[:, :3], full.features[:, :3])
+    np.testing.assert_array_equal(full.features[:, 3], remap_pids(pids))
+    np.testing.assert_array_equal(pf.features[:, 3], remap_pids(np.vectorize(PF_CLASSES.get)(pids)))
+    assert set(np.unique(pf.features[:, 3])) <= set(remap_pids(np.array(sorted(PF_IDS))))
+    assert set(np.unique(full.features[:, 3])) > set(np.unique(pf.features[:, 3]))  # K, p, n are gone
+    np.testing.assert_array_equal(full_packed.features[:, 3], pf.features[:, 3])
+    with pytest.raises(ValueError, match="particle_ids"):
+        preprocess_awkward(jets.constituents, jets.phi, "pdg")
+
+
+def test_event_split_keeps_every_event_and_its_copies_together() -> None:
+    from models.training import split_events
+
+    rng = np.random.default_rng(3)
+    copies = rng.poisson(1.0, 500)
+    events = np.repeat(np.repeat(np.arange(500), copies), 2)  # two jets per event, w copies of each
+    split = split_events(events, 600, 200, np.random.default_rng(9))
+    parts = [events[split.train], events[split.test], events[split.val]]
+    np.testing.assert_array_equal(np.sort(np.concatenate([split.train, split.test, split.val])), np.arange(len(events)))
+    for a in range(3):
+        for b in range(a + 1, 3):
+            assert not set(parts[a]) & set(parts[b])
+    assert 600 <= len(split.train) < 600 + 2 * copies.max() and 200 <= len(split.test) < 200 + 2 * copies.max()
+    again = split_events(events, 600, 200, np.random.default_rng(9))
+    np.testing.assert_array_equal(again.test, split.test)
+    assert len(set(events[split.train])) > 100  # events, not an ordered block: random order
+    assert not np.all(np.diff(events[split.train]) >= 0)
 
 
 def test_phi_is_centred_across_the_pi_boundary() -> None:
@@ -176,7 +229,7 @@ def test_jet_batches_dataset_serves_the_same_items(real_jets) -> None:
 
 
 def test_training_is_seeded_and_learns(real_jets) -> None:
-    from models.training import TrainSettings, train_and_score
+    from models.training import TrainSettings, clear_model_cache, train_and_score
 
     _, packed = real_jets
     # a learnable task on real jets: many versus few constituents
@@ -184,8 +237,10 @@ def test_training_is_seeded_and_learns(real_jets) -> None:
     tr, va, te = np.arange(0, 400), np.arange(400, 450), np.arange(450, 600)
     s = TrainSettings(**SMALL)
     args = (packed.take(tr), label[tr], packed.take(va), label[va], packed.take(te), label[te], s)
-    a, b, c = train_and_score(*args, 11), train_and_score(*args, 11), train_and_score(*args, 12)
-    assert a == b  # bit-identical with the same seed
+    clear_model_cache()
+    a = train_and_score(*args, 11)  # a fresh model, kept for reuse
+    b, c, d = train_and_score(*args, 11), train_and_score(*args, 12), train_and_score(*args, 11)  # reused, reset
+    assert a == b == d  # bit-identical with the same seed, fresh or reused after another training
     assert a != c
     assert a > 0.6
 

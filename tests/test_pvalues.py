@@ -1,5 +1,6 @@
 """p-value maps and datasets: exact survival function, calibration, signal localisation,
-file contracts, resume, the background fit of processed spectra."""
+file contracts, resume, the background fit of processed spectra, datasets of the sensitivity
+protocol's realisations."""
 
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ from analysis.cwt import CwtPlan, cwt_modulus, rebin
 from analysis.dataset import (
     build_dataset,
     build_dataset_from_histograms,
+    build_dataset_from_realizations,
     load_dataset,
     signal_file,
     toy_inputs,
 )
 from analysis.definitions import parse_entries
-from analysis.errors import ConfigError
+from analysis.errors import ConfigError, InputError
 from analysis.pvalues import ModulusMaps, Reference, build_reference, pvalue_maps
-from analysis.sensitivity import merge_method, size_at_p
 
 WAVELET = parse_entries("wavelets", [{"id": 0}], "w")[0]  # cmor1.5-1.0, scales 1..48
 BACKGROUND = parse_entries("backgrounds", [{"id": 0, "kind": "exponential", "amplitude": 1000, "rate": 0.005}], "b")[0]
@@ -102,7 +103,8 @@ def test_strong_signal_is_most_significant_at_its_mass_and_scale(toy_dataset: Pa
 
 def test_dataset_file_contract(toy_dataset: Path) -> None:
     names = sorted(p.name for p in toy_dataset.iterdir())
-    expected = ["dataset_config.json", "test_backgrounds.npy", "train_backgrounds.npy", *[signal_file(s) for s in SIZES]]
+    expected = ["dataset_config.json", "reference_backgrounds.npy", "test_backgrounds.npy", "train_backgrounds.npy",
+                *[signal_file(s) for s in SIZES]]  # fmt: skip
     assert names == sorted(expected)
     assert signal_file(0.0) == "test_signals_0.npy" and signal_file(250.0) == "test_signals_250.npy"
     config = json.loads((toy_dataset / "dataset_config.json").read_text())
@@ -126,7 +128,8 @@ def test_resume_gives_identical_arrays_and_mismatch_is_an_error(toy_dataset: Pat
     for name in ("dataset_config.json", "train_backgrounds.npy", "test_signals_150.npy"):
         (out / name).write_bytes((toy_dataset / name).read_bytes())  # an interrupted build
     build_dataset(out, inputs, **kwargs)
-    for name in ("train_backgrounds.npy", "test_backgrounds.npy", *(signal_file(s) for s in SIZES)):
+    for name in ("reference_backgrounds.npy", "train_backgrounds.npy", "test_backgrounds.npy",
+                 *(signal_file(s) for s in SIZES)):  # fmt: skip
         np.testing.assert_array_equal(np.load(out / name), np.load(toy_dataset / name), err_msg=name)
     before = (out / "test_backgrounds.npy").stat().st_mtime_ns
     build_dataset(out, inputs, **kwargs)  # complete: nothing recomputed
@@ -146,18 +149,6 @@ def test_pvalue_map_of_single_toys_matches_reference_counts() -> None:
     ref_maps = maps(np.random.default_rng(1).poisson(expected, size=(200, 512)).astype(float))
     direct = np.array([[[np.sum(ref_maps[:, i, j] >= m[i, j]) for j in range(64)] for i in range(48)] for m in maps(toys)])
     np.testing.assert_allclose(out, -np.log((direct + 1) / 201), rtol=1e-6)
-
-
-def test_size_at_p_and_sensitivity_merge(tmp_path: Path) -> None:
-    assert size_at_p([0, 100, 200], [0.5, 1e-2, 1e-4], 1e-3) == pytest.approx(150)
-    assert size_at_p([0, 100], [0.5, 0.2], 1e-3) is None
-    assert size_at_p([0, 100], [1e-4, 1e-5], 1e-3) == 0
-    path = tmp_path / "sensitivity.json"
-    merge_method(path, {"method": "pfn_auc", "points": [], "n_signal_3sigma": 1, "n_signal_5sigma": None})
-    merge_method(path, {"method": "dense_ae", "points": [], "n_signal_3sigma": 2, "n_signal_5sigma": None})
-    merge_method(path, {"method": "dense_ae", "points": [], "n_signal_3sigma": 3, "n_signal_5sigma": None})
-    methods = json.loads(path.read_text())["methods"]
-    assert [m["method"] for m in methods] == ["pfn_auc", "dense_ae"] and methods[1]["n_signal_3sigma"] == 3
 
 
 # -- processed spectra -------------------------------------------------------------------------
@@ -202,10 +193,96 @@ def test_dataset_from_histograms(tmp_path: Path) -> None:
                                            signal_sizes=[0, 2000], seed=1, quiet=True)  # fmt: skip
     assert params["source"]["background_hist"] == "mjj_qcd" and params["source"]["signal_hist"] == "mjj_xgg_900"
     assert abs(params["source"]["background_fit"]["chi2_ndf"] - 1) < 0.5
+    assert params["source"]["mjj_range_gev"] == [760.0, 1480.0]  # the searched range (sensitivity.mjj_min/max)
     data = load_dataset(out)
-    assert data.train.shape == (20, 48, 50)
+    assert data.train.shape == (20, 48, 36)
     strong = data.signals[2000.0].mean(axis=0)
     block = np.unravel_index(np.argmax(strong), strong.shape)[1]
-    assert 860 <= EDGES[2 * block] <= 940  # blocks of 2 bins of 10 GeV
+    assert 860 <= 760 + 20 * block <= 940  # blocks of 2 bins of 10 GeV from 760 GeV
     with pytest.raises(ConfigError, match="no histogram"):
         build_dataset_from_histograms(path, tmp_path / "x", load_config(), signal_hist="mjj_nope", quiet=True)
+
+
+# -- the sensitivity protocol's realisations ---------------------------------------------------
+RANGE = np.arange(760.0, 1481.0, 10.0)
+THETA = np.array([0.0, 10.0, 5.0, 0.0, 780.0, np.log(60.0)])  # dijet function x erf turn-on
+
+
+@pytest.fixture(scope="module")
+def realisations():
+    from analysis.background_fit import dijet_turnon
+    from analysis.sensitivity.realizations import build_realizations
+
+    rng = np.random.default_rng(8)
+    grid = np.arange(700.0, 1600.0, 1.0)
+    cdf = np.cumsum(dijet_turnon(THETA, grid))
+    background = np.interp(rng.random(6000), cdf / cdf[-1], grid)
+    return build_realizations(background, rng.normal(900.0, 30.0, 1500), seed=2, n_realizations=60, n_signal=[0, 500],
+                              resampling="model_poisson", edges=RANGE, sqrt_s=7000.0, signal="xgg_m900")  # fmt: skip
+
+
+def _small_config(**dataset: object):
+    from analysis.config import load_config
+
+    return load_config(None, {"dataset": {"toys": 400, "train": 10, "test": 50, "histogram_shape": [24, 36], **dataset}})
+
+
+@pytest.mark.parametrize("normalise", [True, False])
+def test_dataset_from_realisations_has_the_model_expectation_and_calibrated_maps(
+    realisations, tmp_path: Path, normalise: bool
+) -> None:
+    real = realisations
+    cfg = _small_config()
+    params = build_dataset_from_realizations(real, tmp_path / "ds", cfg, quiet=True, normalise=normalise)
+    np.testing.assert_allclose(params["background_expected"], real.expected_background(), rtol=1e-12)
+    np.testing.assert_allclose(params["background_expected"], real.model.expected(real.centres), rtol=1e-9)
+    assert params["mass_edges"] == list(real.edges) and params["signal_sizes"] == [] and params["map_shape"] == [24, 36]
+    source = params["source"]
+    assert source["kind"] == "realizations" and source["background_fit"] == json.loads(json.dumps(real.model.to_dict()))
+    assert source["background_fit"]["chi2_ndf"] == pytest.approx(real.model.chi2_ndf)
+    assert (params["normalised_total"] is not None) == normalise
+    data = load_dataset(tmp_path / "ds")
+    assert data.signals == {} and data.reference.shape == (400, 24, 36) and data.test_backgrounds.shape == (50, 24, 36)
+    assert not any(p.name.startswith("test_signals") for p in (tmp_path / "ds").iterdir())
+    # the test maps are Poisson toys of the expectation: their spectra are not stored, but mapping
+    # fresh toys of it with the stored reference reproduces their distribution (mean -ln p ~ 1)
+    toys = np.random.default_rng(0).poisson(real.expected_background(), size=(50, len(real.centres)))
+    assert abs(data.neg_log_p_maps(toys).mean() - data.test_backgrounds.mean()) < 0.1
+    # the realisations' background-only spectra scatter about the same model: calibrated maps,
+    # P(p <= a) = a per cell (60 maps counted as single draws, plus the reference's spread)
+    spectra = real.spectra()[:, 0]
+    p = np.exp(-data.neg_log_p_maps(spectra).astype(float))
+    for a in (0.1, 0.5):
+        sd = np.sqrt(a * (1 - a) * (1 / 60 + 1 / 400))
+        assert abs(np.mean(p <= a) - a) < 4 * sd, (a, np.mean(p <= a))
+    # an injected signal lifts -ln p well above the background-only mean of 1
+    assert data.neg_log_p_maps(real.spectra(5)[:, 1]).mean() > 2.0
+
+
+def test_normalised_maps_see_shapes_only(realisations) -> None:
+    spectrum = realisations.expected_background()[None]
+    maps = ModulusMaps(WAVELET, spectrum.shape[1], (24, 36), total=float(spectrum.sum()))
+    scaled, base = maps(1.3 * spectrum), maps(spectrum)  # float32 CWT: ~1e-4 of the largest value
+    np.testing.assert_allclose(scaled, base, rtol=1e-3, atol=1e-4 * base.max())
+    plain = ModulusMaps(WAVELET, spectrum.shape[1], (24, 36))
+    scaled, base = plain(1.3 * spectrum), plain(spectrum)
+    np.testing.assert_allclose(scaled, 1.3 * base, rtol=1e-3, atol=1e-4 * scaled.max())
+    assert not np.allclose(scaled, base, rtol=0.1)  # without normalisation the maps see the total
+
+
+def test_dataset_from_realisations_errors(realisations, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="histogram_shape"):
+        build_dataset_from_realizations(realisations, tmp_path / "a", _small_config(histogram_shape=[48, 50]), quiet=True)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "dataset_config.json").write_text(json.dumps({"format_version": 1, "signal_sizes": [], "map_shape": [1, 1]}))
+    with pytest.raises(InputError, match="format 1"):
+        load_dataset(tmp_path / "old")
+
+
+def test_dataset_from_realisations_replaces_a_stale_dataset(realisations, tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    build_dataset_from_realizations(realisations, out, _small_config(), quiet=True, normalise=True)
+    (out / "notes.txt").write_text("mine")
+    params = build_dataset_from_realizations(realisations, out, _small_config(test=20), quiet=True, normalise=False)
+    assert params["normalised_total"] is None and load_dataset(out).test_backgrounds.shape[0] == 20
+    assert (out / "notes.txt").read_text() == "mine"  # only the dataset's own files are replaced

@@ -1,4 +1,5 @@
-"""The adjacent-bin PFN scan on generated + processed events: null AUCs, injections, resume."""
+"""The adjacent-bin PFN scan on generated + processed events: null AUCs, injections, resume,
+the event split, and the pfn_auc method on the sensitivity realisations."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import numpy as np
 import pytest
 
 from analysis.config import load_config
+from analysis.errors import ConfigError
 from analysis.scan import load_processed, scan_inputs
-from analysis.sensitivity import crossing
 
 REPO = Path(__file__).resolve().parent.parent
 # Settings measured on the session's processed sample (~3300 selected QCD events, ~1000 xgg):
@@ -67,11 +68,19 @@ def test_auc_scan_json_follows_the_design(null_scan: dict) -> None:
             assert p["auc_std"] == pytest.approx(np.std(p["aucs"], ddof=1))
 
 
-def test_background_only_mean_auc_is_one_half(null_scan: dict) -> None:
+# Neighbouring m_jj bins differ a little without any signal (at fixed jet pT, the parton mix
+# changes with m_jj): on this sample the constituent count alone separates bins 1 and 2 with
+# AUC 0.516. Split by event, trainings are precise enough to see it (mean 0.52, spread 0.014 at
+# 1000 events), so the background-only AUC is near 0.5, not at it: the sensitivity's null is
+# the pair's own N = 0 AUC. A leak of the label (m_jj, the partner jet) would give far more.
+NULL_AUC_TOLERANCE = 0.04
+
+
+def test_background_only_mean_auc_is_near_one_half(null_scan: dict) -> None:
     for block in null_scan["sizes"]:
         for p in block["pairs"]:
             stderr = p["auc_std"] / np.sqrt(len(p["aucs"]))
-            assert abs(p["auc_mean"] - 0.5) <= 3 * stderr + 1e-9, (block["events"], p)
+            assert abs(p["auc_mean"] - 0.5) <= 3 * stderr + NULL_AUC_TOLERANCE, (block["events"], p)
 
 
 def _injected(processed_sample: Path, size: int, tmp: Path, kind: str, n: int) -> dict:
@@ -98,16 +107,12 @@ def _clearly_above(hit: dict, null: dict, z_min: float) -> None:
 
 
 def test_strong_resonance_lifts_its_pair_above_the_null_band(processed_sample, null_scan, tmp_path) -> None:
-    from analysis.pfn_sensitivity import affected_pair
-    from analysis.scan import setup_from_config
-
     columns, metadata = load_processed(processed_sample)
     cfg = load_config(scan_config(tmp_path, [RESONANCE_SIZE]))
     inputs = scan_inputs(columns, metadata, cfg, "resonance")
     n = len(inputs.pool)  # the whole pool: a resonance that dominates its bin
     assert n >= 500, "too few selected resonance events"
     bins = _most_lopsided_pair(inputs.pool.mjj, inputs.background.mjj, [(1, 2), (2, 3)])
-    assert affected_pair(setup_from_config(cfg, inputs, n), inputs) == bins
     scan = _injected(processed_sample, RESONANCE_SIZE, tmp_path, "resonance", n)
     assert scan["injection"] == {"kind": "resonance", "n_events": n, "mass": inputs.mass}
     hit, null = pair(scan, RESONANCE_SIZE, bins), pair(null_scan, RESONANCE_SIZE, bins)
@@ -189,23 +194,140 @@ def test_missing_events_directory_is_named(tmp_path) -> None:
     assert "cutflow.json: not found" in proc.stderr.read()
 
 
-def test_sensitivity_crossing_interpolates() -> None:
-    points = [{"n_signal": 0, "z": 0.0}, {"n_signal": 100, "z": 2.0}, {"n_signal": 200, "z": 6.0}]
-    assert crossing(points, 3.0) == pytest.approx(125.0)
-    assert crossing(points, 5.0) == pytest.approx(175.0)
-    assert crossing(points, 7.0) is None
+def _recorded_splits(monkeypatch, module) -> list[tuple[np.ndarray, object]]:
+    """Record (events of the jets, split) of every training of ``module``, which trains nothing."""
+    import models.training as training
+
+    calls, split_events = [], training.split_events
+
+    def recording(events, *args):
+        split = split_events(events, *args)
+        calls.append((np.asarray(events), split))
+        return split
+
+    monkeypatch.setattr(training, "split_events", recording)
+    monkeypatch.setattr(module, "train_split", lambda *args: 0.5)
+    return calls
 
 
-def test_sensitivity_mode_writes_pfn_auc_entry(processed_sample, tmp_path) -> None:
+def _assert_split_by_event(events: np.ndarray, split, jets_per_event: int = 2) -> None:
+    train, val, test = (set(events[part]) for part in (split.train, split.val, split.test))
+    assert train and test and not train & test and not train & val and not val & test
+    counts = np.bincount(np.unique(events, return_inverse=True)[1])
+    assert np.all(counts % jets_per_event == 0)  # every event with all of its jets (and copies)
+
+
+def test_no_event_is_in_the_training_and_the_test_set(processed_sample, tmp_path, monkeypatch) -> None:
+    import analysis.pfn_sensitivity as pfn
+    import analysis.scan as scan
+    from analysis.scan import Task, setup_from_config
+    from analysis.sensitivity.realizations import from_processed
+
+    columns, metadata = load_processed(processed_sample)
+    cfg = load_config(scan_config(tmp_path, [1000]))
+    cfg = cfg.model_copy(update={"injection": cfg.injection.model_copy(update={"kind": "resonance"})})
+    inputs = scan_inputs(columns, metadata, cfg, "resonance")
+    calls = _recorded_splits(monkeypatch, scan)
+    setup = setup_from_config(cfg, inputs, 200)
+    scan.run_task(setup, inputs, Task(1000, 0, (1, 2)))
+    (events, split), = calls
+    _assert_split_by_event(events, split)
+    assert (events >= len(inputs.background)).any()  # injected events are split by event too
+
+    calls = _recorded_splits(monkeypatch, pfn)
+    real = from_processed(cfg, columns, metadata)
+    record = pfn.run_task(setup, (0.3, 0.1), inputs, real, pfn.PfnTask(0, 300, (1, 2)))
+    (events, split), = calls
+    _assert_split_by_event(events, split)
+    assert len(np.unique(events)) < len(events) // 2  # Poisson copies: some events appear twice or more
+    n = len(events)
+    assert record["n_test"] == len(split.test) and abs(len(split.test) - 0.3 * n) < 0.02 * n
+    assert abs(len(split.val) - 0.1 * n) < 0.02 * n
+
+
+# -- the pfn_auc statistic (pure numpy) -------------------------------------------------------
+def test_leave_one_out_t_pvalues_are_uniform_for_a_gaussian_null() -> None:
+    from scipy import stats
+
+    from analysis.pfn_sensitivity import pair_pvalues
+
+    rng = np.random.default_rng(5)
+    n_real, trials = 7, 40_000  # the pairs axis holds independent experiments
+    aucs = rng.normal(0.5, 0.02, size=(n_real, 2, trials))  # N = 0 and an N without effect
+    p = pair_pvalues(aucs, null_column=0)
+    for k in (0, 1):  # the null (leave-one-out) and a size tested against the whole null
+        first = p[0, k]  # one realisation per experiment: independent p-values
+        assert stats.kstest(first, "uniform").pvalue > 1e-3
+        for level in (0.05, 0.01):
+            se = np.sqrt(level * (1 - level) / trials)
+            assert abs(np.mean(first <= level) - level) < 3 * se, (k, level)
+    shifted = pair_pvalues(aucs + np.array([0.0, 0.1])[None, :, None], null_column=0)
+    assert np.median(shifted[:, 1]) < 0.01  # five null standard deviations (t with 6 d.o.f.: p ~ 3e-3)
+
+
+def test_pairs_combine_to_a_sidak_global_p() -> None:
+    from analysis.pfn_sensitivity import combine_pairs
+
+    p = np.random.default_rng(2).uniform(size=(20_000, 4))
+    local, global_ = combine_pairs(p)
+    np.testing.assert_allclose(local, p.min(axis=1))
+    np.testing.assert_allclose(global_, 1 - (1 - p.min(axis=1)) ** 4, rtol=1e-9)
+    assert abs(np.mean(global_ <= 0.05) - 0.05) < 3 * np.sqrt(0.05 * 0.95 / 20_000)  # independent pairs: uniform
+
+
+# -- pfn_auc end to end -----------------------------------------------------------------------
+PFN_SENSITIVITY = {
+    "scan": {**SCAN, "sizes": [1000], "epochs": 1, "phi_sizes": [8], "f_sizes": [8]},
+    "sensitivity": {"realizations": 3, "pfn_realizations": 3, "n_signal": [0, 300]},
+}
+
+
+def test_pfn_auc_entry_on_the_realisations_and_resume(processed_sample, tmp_path) -> None:
     from analysis.commands.scan import scan_stage
+    from analysis.pfn_sensitivity import CHECKPOINTS
+    from analysis.sensitivity.model import Sensitivity
+    from analysis.sensitivity.realizations import from_processed
 
-    n = 300
-    cfg = load_config(scan_config(tmp_path, [GLUON_SIZE], n_samples=2, epochs=2, sensitivity_n_signal=[0, n]))
-    scan_stage(cfg, processed_sample, tmp_path, kind="resonance", sensitivity=True, quiet=True)
-    data = json.loads((tmp_path / "sensitivity.json").read_text())
-    (entry,) = [m for m in data["methods"] if m["method"] == "pfn_auc"]
-    assert [p["n_signal"] for p in entry["points"]] == [0, n]
-    assert entry["points"][0]["z"] == 0.0
-    assert set(entry) >= {"n_signal_3sigma", "n_signal_5sigma"}
-    assert (tmp_path / "sensitivity_pfn_auc.png").is_file()
-    assert (tmp_path / f"inject_{n}" / "auc_scan.json").is_file()
+    config = tmp_path / "pfn.yaml"
+    config.write_text(json.dumps({"seed": 4, "injection": INJECTION, **PFN_SENSITIVITY}))
+    cfg = load_config(config)
+    line = scan_stage(cfg, processed_sample, tmp_path / "a", kind="resonance", sensitivity=True, quiet=True)
+    assert "pfn_auc" in line
+    data = Sensitivity.read(tmp_path / "a" / "sensitivity.json")
+    (entry,) = data.methods
+    cfg = cfg.model_copy(update={"injection": cfg.injection.model_copy(update={"kind": "resonance"})})
+    real = from_processed(cfg, *load_processed(processed_sample, constituents=False))
+    assert entry.method == "pfn_auc" and entry.signal == real.signal and entry.fingerprint == real.fingerprint
+    assert entry.background_events == real.background_events and entry.realizations == 3
+    assert data.protocol.n_signal == [0, 300] and [p.n_signal for p in entry.points] == [0, 300]
+    assert len(entry.null_p_global) == 3 and entry.null_ks_pvalue is not None
+    pairs = entry.details["pairs"]
+    assert pairs == [[1, 2], [2, 3]]  # every kept pair (the cut drops bins 0 and 4), none chosen
+    aucs = np.array(entry.details["aucs"])
+    assert aucs.shape == (3, 2, len(pairs)) and np.all((aucs > 0) & (aucs < 1))
+    assert {"mean", "std", "shapiro_pvalue"} <= set(entry.details["null"][0])
+    assert (tmp_path / "a" / "sensitivity_pfn_auc.png").is_file()
+    checkpoints = sorted((tmp_path / "a" / CHECKPOINTS).glob("*.json"))
+    assert len(checkpoints) == aucs.size
+
+    # an interrupted run: some trainings missing, one record damaged; --resume finishes it identically
+    for path in checkpoints[::3]:
+        path.unlink()
+    checkpoints[1].write_text("{")
+    scan_stage(cfg, processed_sample, tmp_path / "a", kind="resonance", sensitivity=True, resume=True, quiet=True)
+    assert Sensitivity.read(tmp_path / "a" / "sensitivity.json") == data
+    other = load_config(config, {"scan": {"particle_ids": "full"}})
+    with pytest.raises(ConfigError, match="checkpoint of a different scan setup"):
+        scan_stage(other, processed_sample, tmp_path / "a", kind="resonance", sensitivity=True, resume=True, quiet=True)
+
+
+def test_pfn_auc_refuses_realisations_of_other_events(processed_sample, tmp_path) -> None:
+    from analysis.errors import InputError
+    from analysis.pfn_sensitivity import run_pfn_sensitivity
+    from analysis.sensitivity.realizations import from_processed
+
+    columns, metadata = load_processed(processed_sample)
+    cfg = load_config(None, {"injection": {**INJECTION, "kind": "resonance"}, **PFN_SENSITIVITY})
+    gluons = scan_inputs(columns, metadata, cfg, "gluon_pairs")  # another background sample
+    with pytest.raises(InputError, match="not the PFN inputs"):
+        run_pfn_sensitivity(cfg, gluons, from_processed(cfg, columns, metadata), tmp_path, quiet=True)

@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from analysis.atomic import check_out_dir
     from analysis.pipeline import RunContext, RunOptions, run_chain
     from analysis.provenance import RunRecord
 
@@ -51,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
         if unknown or not overrides["stages"]:
             raise ConfigError(f"--stages {args.stages}: unknown stage(s) {unknown} (choose from {', '.join(STAGE_NAMES)})")
     config = load_config(args.config, overrides)
-    out_dir = args.out or config.output
+    out_dir = check_out_dir(args.out or config.output)
     record = RunRecord(out_dir, "run", config.to_dict(), config.seed)
     options = RunOptions(args.executor, args.scheduler, args.workers, args.resume, args.quiet)
     run_chain(RunContext(config, Path(out_dir), record, options))

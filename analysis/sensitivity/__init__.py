@@ -3,7 +3,7 @@
 * :mod:`~analysis.sensitivity.realizations`: the shared pseudo-datasets (background
   realisations of the analysis luminosity, nested signal draws);
 * :mod:`~analysis.sensitivity.tails`: p-values from null toys, past the toys with a fitted
-  generalised-Pareto tail, or bounds;
+  exponential tail, or bounds;
 * :mod:`~analysis.sensitivity.summary`: per-realisation p-values -> medians, bands, crossings
   and the null calibration (KS) of a method's entry;
 * :mod:`~analysis.sensitivity.model`: ``sensitivity.json`` (format 2), its one reader and writer.

@@ -1,4 +1,19 @@
-"""Generate NanoAOD-like ROOT files with Pythia8 + FastJet (``qcd`` dijets, ``xgg`` resonances).
+"""Generate NanoAOD-like ROOT files with Pythia8 + FastJet (``qcd`` dijets, ``xgg`` and ``wprime``
+resonances).
+
+Processes: ``qcd`` hard QCD 2->2 in a pT-hat window; ``xgg`` an RS graviton forced to gg;
+``wprime`` a W'+- (Pythia's ``NewGaugeBoson:ffbar2Wprime``) forced to W Z with both bosons
+forced to quarks (d, u, s, c, b): at M = 900 GeV the bosons carry pT up to ~440 GeV, so each
+R = 0.5 jet of 350-450 GeV holds both quarks of one boson (two prongs, jet mass ~ 80-91 GeV).
+The W' coupling to W Z is off by default in Pythia; ``Wprime:coup2WZ = 1`` opens it (the
+extended gauge model normalisation; with the other channels off only the cross-section, not
+the events, depends on it). Both resonances have a forced Breit-Wigner width
+(``*_relative_width`` x M) cut at +-20 widths.
+
+``Jet_partonFlavour`` matches jets to the hard process's outgoing partons (Pythia status 23):
+for ``wprime`` those are the four quarks of the W and Z decays (the bosons themselves are
+intermediate, status 22), so a W/Z jet carries the pdgId of the nearer decay quark (+-1..5)
+within ``flavour_match_dr``, or 0 when neither quark is that close.
 
 A sample of N events is split into files of ``events_per_file`` events. File ``i`` gets its
 own Pythia seed derived from (run seed, process, mass, i), so the events do not depend on the
@@ -41,9 +56,13 @@ from analysis.config import GenerationConfig
 from analysis.errors import ConfigError, InputError
 from analysis.jets import ChargeTable, JetSettings, build_batch, from_pythia_batch
 
-PROCESSES = ("qcd", "xgg")
+PROCESSES = ("qcd", "xgg", "wprime")  # append only: the index seeds the files (file_seed)
+RESONANCES = ("xgg", "wprime")  # the processes that take --mass
 GRAVITON = 5100039  # Pythia's RS graviton G*
-MASS_MIN = 50.0  # GeV; xgg masses must lie in [MASS_MIN, sqrt_s / 2]
+WPRIME = 34  # Pythia's W'+
+W_PLUS_Z_MASS = 80.4 + 91.19  # GeV, the W' -> W Z threshold
+MASS_MIN = {"xgg": 50.0, "wprime": 200.0}  # GeV; masses must lie in [MASS_MIN, sqrt_s / 2]
+QUARKS = "1 2 3 4 5"  # the W and Z decay to these (Pythia onIfAny; top is closed by mass anyway)
 MB_TO_PB = 1e9
 SEED_MAX = 900_000_000  # Pythia's Random:seed range is 1..900000000
 MAX_EVENTS = 100_000_000  # per sample: ~5 core-days of Pythia at the default settings
@@ -54,8 +73,8 @@ MAX_BATCH = 50_000  # events per Pythia batch, held in memory with all their par
 
 # -- settings --------------------------------------------------------------------------------
 def dataset_name(process: str, mass: float | None) -> str:
-    """The fileset key of a sample: ``qcd`` or ``xgg_m900``."""
-    return process if process != "xgg" else f"xgg_m{mass:g}"
+    """The fileset key of a sample: ``qcd``, ``xgg_m900`` or ``wprime_m900``."""
+    return process if process not in RESONANCES else f"{process}_m{mass:g}"
 
 
 def check_request(
@@ -86,13 +105,16 @@ def check_request(
         raise ConfigError(f"generation.batch_size {cfg.batch_size}: more than the limit of {MAX_BATCH} per batch")
     if process == "qcd":
         if mass is not None:
-            raise ConfigError("--mass: applies to --process xgg only")
+            raise ConfigError(f"--mass: applies to --process {' or '.join(RESONANCES)} only")
         return None
-    mass = cfg.xgg_mass if mass is None else float(mass)
-    if not (math.isfinite(mass) and MASS_MIN <= mass <= cfg.sqrt_s / 2):
+    if mass is None:
+        mass = cfg.xgg_mass if process == "xgg" else cfg.wprime_mass
+    mass = float(mass)
+    low = MASS_MIN[process]
+    if not (math.isfinite(mass) and low <= mass <= cfg.sqrt_s / 2):
         raise ConfigError(
-            f"--mass: {mass:g} GeV is outside the kinematic range {MASS_MIN:g}-{cfg.sqrt_s / 2:g} GeV "
-            f"(sqrt_s/2 at sqrt_s = {cfg.sqrt_s:g} GeV)"
+            f"--mass: {mass:g} GeV is outside the kinematic range {low:g}-{cfg.sqrt_s / 2:g} GeV "
+            f"of {process} (sqrt_s/2 at sqrt_s = {cfg.sqrt_s:g} GeV)"
         )
     return mass
 
@@ -108,6 +130,24 @@ def pythia_settings(process: str, cfg: GenerationConfig, mass: float | None) -> 
     ]
     if process == "qcd":
         proc = ["HardQCD:all = on", f"PhaseSpace:pTHatMin = {cfg.pthat_min:g}", f"PhaseSpace:pTHatMax = {cfg.pthat_max:g}"]
+    elif process == "wprime":
+        assert mass is not None
+        width = mass * cfg.wprime_relative_width
+        proc = [
+            "NewGaugeBoson:ffbar2Wprime = on",
+            "Wprime:coup2WZ = 1",  # off (0) by default: W' -> W Z closed
+            f"{WPRIME}:m0 = {mass:g}",
+            f"{WPRIME}:doForceWidth = on",
+            f"{WPRIME}:mWidth = {width:g}",
+            f"{WPRIME}:mMin = {max(mass - 20 * width, W_PLUS_Z_MASS + 1.0):g}",
+            f"{WPRIME}:mMax = {min(mass + 20 * width, cfg.sqrt_s):g}",
+            f"{WPRIME}:onMode = off",
+            f"{WPRIME}:onIfAll = 24 23",  # W' -> W Z only
+            "24:onMode = off",
+            f"24:onIfAny = {QUARKS}",  # W -> q q'
+            "23:onMode = off",
+            f"23:onIfAny = {QUARKS}",  # Z -> q qbar
+        ]
     else:
         assert mass is not None
         width = mass * cfg.xgg_relative_width
@@ -425,20 +465,30 @@ def write_fileset(
     return target
 
 
-def default_samples(config: Any, workers: int | None = None, quiet: bool = False) -> list[Path]:
-    """The samples of the default chain (`run`): ``generation.qcd_events`` qcd events and
-    ``generation.xgg_events`` xgg events at ``generation.xgg_mass``, seeded by ``config.seed``,
-    cached under ``generation.data_dir`` (reused when already there). Returns the two
-    ``fileset.json`` paths (qcd first), ready for ``process``."""
+def default_samples(
+    config: Any, workers: int | None = None, quiet: bool = False, signals: tuple[str, ...] = ("xgg",)
+) -> list[Path]:
+    """The samples of the default chain (`run`): ``generation.qcd_events`` qcd events and, per
+    signal in ``signals`` (``xgg``, ``wprime``), ``generation.<signal>_events`` events at
+    ``generation.<signal>_mass``, seeded by ``config.seed``, cached under ``generation.data_dir``
+    (reused when already there). Returns the ``fileset.json`` paths (qcd first, then the
+    signals in the order given), ready for ``process``."""
     gen: GenerationConfig = config.generation
     base = Path(gen.data_dir)
     seed = config.seed
-    qcd = generate(
+    unknown = [s for s in signals if s not in RESONANCES]
+    if unknown:
+        choices = ", ".join(RESONANCES)
+        raise ConfigError(f"signals: unknown signal process {unknown[0]!r} (choose from {choices})")
+    paths = [generate(
         "qcd", gen.qcd_events, seed, base / f"qcd_seed{seed}",
         workers=workers, cfg=gen, quiet=quiet, events_flag="generation.qcd_events",
-    )  # fmt: skip
-    xgg = generate(
-        "xgg", gen.xgg_events, seed, base / f"xgg_m{gen.xgg_mass:g}_seed{seed}",
-        mass=gen.xgg_mass, workers=workers, cfg=gen, quiet=quiet, events_flag="generation.xgg_events",
-    )  # fmt: skip
-    return [qcd, xgg]
+    )]  # fmt: skip
+    for process in signals:
+        mass = getattr(gen, f"{process}_mass")
+        out = base / f"{dataset_name(process, mass)}_seed{seed}"
+        paths.append(generate(
+            process, getattr(gen, f"{process}_events"), seed, out, mass=mass,
+            workers=workers, cfg=gen, quiet=quiet, events_flag=f"generation.{process}_events",
+        ))  # fmt: skip
+    return paths

@@ -26,6 +26,7 @@ import numpy as np
 from analysis.atomic import is_complete, remove_stale, write_json, write_npy
 from analysis.config import AnalysisConfig
 from analysis.provenance import RunRecord
+from analysis.sensitivity.model import MethodEntry
 
 
 @dataclass
@@ -126,7 +127,7 @@ def autoencoder_stage(ctx: RunContext) -> str:
                  validation_fraction=ae.validation_fraction, seed=cfg.seed, quiet=quiet,
                  conv_filters=list(ae.conv_filters))  # fmt: skip
     entries = ae_sensitivity(real, out / "dataset", out / "models", out, cfg, quiet=quiet)
-    return "; ".join(f"{e.method}: 3 sigma at {_events(e.n_signal_3sigma.global_)}" for e in entries)
+    return "; ".join(_three_sigma(e) for e in entries)
 
 
 def baseline_stage(ctx: RunContext) -> str:
@@ -136,7 +137,7 @@ def baseline_stage(ctx: RunContext) -> str:
 
     real = load_realizations(ctx.config, ctx.process_dir)
     entries = run_baselines(real, ctx.config, ctx.out_dir / "baselines", quiet=ctx.options.quiet)
-    return "; ".join(f"{e.method}: 3 sigma (global) at {_events(e.n_signal_3sigma.global_)}" for e in entries)
+    return "; ".join(_three_sigma(e) for e in entries)
 
 
 def report_stage(ctx: RunContext) -> str:
@@ -147,8 +148,11 @@ def report_stage(ctx: RunContext) -> str:
     return f"{md} (and report.html)"
 
 
-def _events(n: float | None) -> str:
-    return "not reached" if n is None else f"{n:.0f} events"
+def _three_sigma(entry: MethodEntry) -> str:
+    """``bumphunter: global 3 sigma at 821 events`` (or below N, a bound; or not reached)."""
+    n, limit = entry.n_signal_3sigma.global_, entry.n_signal_3sigma_limit.global_
+    where = f"{n:.0f} events" if n is not None else f"< {limit:.0f} events (bound)" if limit is not None else "not reached"
+    return f"{entry.method}: global 3 sigma at {where}"
 
 
 StageFunc = Callable[[RunContext], str]

@@ -24,6 +24,14 @@ when the file has no ``Jet_jetId``; the event weight is ``genWeight`` (1 when ab
 Constituents come from ``events.Jet.constituents.pf`` (coffea's PFNano schema) when the file
 has ``PFCands``/``JetPFCands``; otherwise the columnar output has no ``constituents`` field.
 
+Per-jet substructure for the diagnostics: ``mass`` is the jet's own mass (``Jet_mass``: the
+four-vector mass of its constituents in generated files), and ``tau21`` the N-subjettiness
+ratio tau_2 / tau_1 (beta = 1, exclusive winner-take-all kT axes; :mod:`processors.substructure`)
+computed from the jet's PF candidates, in [0, 1]. On NanoAOD without PF candidates it cannot be
+computed and is -1 (as ``jetId`` is -1 without ``Jet_jetId``): the column is always there, so
+a dataset mixing PFNano and plain NanoAOD files keeps one jet record type (the ``constituents``
+field is dropped from such a dataset, ``tau21`` is not); select ``tau21 >= 0`` before using it.
+
 Output of one chunk (accumulated by coffea): ``{"files": {dataset: {filename: result}},
 "problems": {(kind, dataset, filename, message)}}`` where ``result`` holds the two histograms,
 the cutflow counts and the columnar chunks ``[(entrystart, array)]``. Errors are returned as
@@ -49,13 +57,16 @@ from coffea import processor
 from coffea.analysis_tools import PackedSelection
 from coffea.nanoevents.methods import vector
 
+from processors.substructure import tau21
+
 # coffea's schema warns, once per file, about collections that real NanoAOD files reference but
 # do not store and about photon branches it overrides; neither concerns the dijet selection.
 warnings.filterwarnings("ignore", message="Missing cross-reference index")
 warnings.filterwarnings("ignore", message="Branch .* already exists but its values will be replaced")
 
 CUTS = ("finite", "jet_pt", "jet_eta", "jet_id", "n_jets")
-JET_FIELDS = ("pt", "eta", "phi", "mass", "rapidity", "partonFlavour", "jetId")
+JET_FIELDS = ("pt", "eta", "phi", "mass", "rapidity", "partonFlavour", "jetId", "tau21")
+NO_TAU21 = -1.0  # tau21 of jets in files without PF candidates
 CONSTITUENT_FIELDS = ("pt", "rapidity", "phi", "pdgId")
 
 
@@ -260,10 +271,14 @@ class DijetProcessor(processor.ProcessorABC):
                     },
                     depth_limit=3,
                 )
+                jet_cols["tau21"] = tau21(*(ak.drop_none(pf[name]) for name in ("pt", "eta", "phi", "mass")))
+            else:
+                jet_cols["tau21"] = ak.full_like(selected["pt"], NO_TAU21, dtype=np.float64)
             outputs = {"jets.rapidity": jet_cols["rapidity"]}
             if "constituents" in jet_cols:
                 pf_cols = jet_cols["constituents"]
                 outputs |= {f"jets.constituents.{k}": pf_cols[k] for k in ("pt", "rapidity", "phi")}
+                outputs["jets.tau21"] = jet_cols["tau21"]  # a NaN PF mass reaches only tau21
             _check_finite(outputs)
             columns = ak.zip(
                 {

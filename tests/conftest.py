@@ -41,6 +41,16 @@ def xgg_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def wprime_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """fileset.json of a W' -> W Z -> 4 quarks sample (M = 900 GeV, seed 7, 1500 events; ~40% have
+    two selected jets, each holding one boson's two-prong decay)."""
+    from analysis.generation import generate
+
+    out = tmp_path_factory.mktemp("wprime_sample")
+    return generate("wprime", 1500, GEN_SEED, out, mass=900.0, workers=2, cfg=_gen_config(), quiet=True)
+
+
+@pytest.fixture(scope="session")
 def scan_qcd_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """fileset.json of the scan tests' QCD sample: 12000 events in a narrow pT-hat window (seed 8),
     ~3300 selected events in ~40 s instead of ~1300."""
@@ -72,11 +82,11 @@ TINY_CHAIN = {
                    "events_per_file": 1000},
     "processing": {"executor": "futures", "workers": 2, "chunksize": 2000},
     "scan": {"sizes": [500], "n_samples": 2, "epochs": 2, "batch_size": 100, "phi_sizes": [16, 16], "f_sizes": [16],
-             "reference_events": 500, "train_jets": 400, "test_jets": 150, "min_jets_per_bin": 60,
-             "sensitivity_n_signal": [0, 150]},
+             "reference_events": 500, "train_jets": 400, "test_jets": 150, "min_jets_per_bin": 60},
     "dataset": {"toys": 200, "train": 200, "test": 100},
     "autoencoders": {"models": ["dense", "conv_kl"], "epochs": 2, "batch_size": 32},
-    "baselines": {"n_pseudo": 100},
+    "baselines": {"n_pseudo": 200, "fit_mass_step": 40},
+    "sensitivity": {"realizations": 6, "n_signal": [0, 60, 180], "pfn_realizations": 3},
 }  # fmt: skip
 
 

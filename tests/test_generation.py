@@ -1,7 +1,8 @@
 """Event generation (Pythia8 + FastJet -> NanoAOD-like ROOT): schema, constituents, physics,
 determinism across worker counts, reuse of finished files, bad arguments.
 
-The samples come from the session fixtures ``qcd_sample`` / ``xgg_sample`` (tests/conftest.py).
+The samples come from the session fixtures ``qcd_sample`` / ``xgg_sample`` / ``wprime_sample``
+(tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -207,6 +208,30 @@ def test_xgg_mass_peak_and_gluon_jets(xgg_sample: Path) -> None:
     assert np.mean(matched == 21) > 0.9
 
 
+def test_wprime_jets_are_merged_w_and_z_decays(wprime_sample: Path) -> None:
+    data = json.loads(wprime_sample.read_text())
+    (name,) = data
+    meta = data[name]["metadata"]
+    assert name == "wprime_m900" and meta["process"] == "wprime" and meta["mass"] == 900.0
+    assert meta["seed"] == GEN_SEED and meta["n_generated"] == 1500 and meta["xsec_pb"] > 0
+    ev = read(wprime_sample, ["Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_jetId", "Jet_partonFlavour"])
+    sel = (ev.Jet_pt >= 350) & (ev.Jet_pt <= 450) & (abs(ev.Jet_eta) < 1.9) & (ev.Jet_jetId >= 2)
+    two = jets_of(ev)[sel][ak.sum(sel, axis=1) == 2]
+    # the bosons carry pT up to ~440 GeV: most events have two such jets
+    assert len(two) > 0.25 * meta["n_generated"]
+    mjj = leading_mjj(two)
+    assert 0.85 * 900 < np.median(mjj) < 1.02 * 900
+    # each selected jet holds one boson's two quarks: the jet mass peaks at m_W / m_Z
+    mass = ak.to_numpy(ak.flatten(two.mass))
+    counts, edges = np.histogram(mass, bins=np.arange(0.0, 200.0, 10.0))
+    assert 70 <= edges[np.argmax(counts)] < 100, counts
+    assert np.mean((mass > 65) & (mass < 105)) > 0.6
+    # partonFlavour: the nearer decay quark of the boson (never a gluon: no hard gluons here)
+    flav = ak.to_numpy(ak.flatten(two.partonFlavour))
+    assert set(np.unique(flav).tolist()) <= set(range(-5, 6))
+    assert np.mean(flav != 0) > 0.9
+
+
 def _smooth_fit(x: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Poisson maximum-likelihood fit of exp(cubic in x); returns the fitted counts."""
     t = (x - x.mean()) / (x.max() - x.min())
@@ -273,6 +298,20 @@ def test_same_seed_same_events_with_one_and_two_workers(tmp_path: Path, small_cf
     # per-file seeds differ between files, seeds and processes
     seeds = {file_seed(11, "qcd", None, i) for i in range(3)} | {file_seed(12, "qcd", None, 0)}
     assert len(seeds | {file_seed(11, "xgg", 900.0, 0)}) == 5
+
+
+def test_wprime_same_seed_same_events(tmp_path: Path, small_cfg) -> None:
+    """Same seed, same W' events (the worker-count independence is the qcd test's: the same code)."""
+    one = generate("wprime", 100, 11, tmp_path / "w1", mass=900.0, workers=1, cfg=small_cfg, quiet=True)
+    two = generate("wprime", 100, 11, tmp_path / "w2", workers=1, cfg=small_cfg, quiet=True)  # default mass
+    a, b = _arrays(one), _arrays(two)
+    assert set(a) == EVENT_BRANCHES
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert json.loads(one.read_text()) == json.loads(two.read_text())
+    other = generate("wprime", 30, 12, tmp_path / "w3", workers=1, cfg=small_cfg, quiet=True)
+    assert not np.array_equal(_arrays(other)["Jet_pt"][:20], a["Jet_pt"][:20])
+    assert file_seed(11, "wprime", 900.0, 0) != file_seed(11, "xgg", 900.0, 0)
 
 
 def test_rerun_reuses_finished_files_and_resumes(tmp_path: Path, small_cfg) -> None:
@@ -371,6 +410,7 @@ def test_workers_stop_when_generate_is_killed(tmp_path: Path) -> None:
         (["--process", "ttbar", "--events", "10"], "unknown process 'ttbar'"),
         (["--process", "xgg", "--events", "10", "--mass", "5000"], "outside the kinematic range"),
         (["--process", "xgg", "--events", "10", "--mass", "10"], "outside the kinematic range"),
+        (["--process", "wprime", "--events", "10", "--mass", "150"], "outside the kinematic range"),
         (["--process", "qcd", "--events", "10", "--mass", "900"], "--mass"),
         (["--process", "qcd", "--events", "10", "--workers", "0"], "--workers"),
         (["--process", "qcd", "--events", "10", "--events-per-file", "0"], "--events-per-file"),
@@ -465,3 +505,11 @@ def test_default_samples_of_the_chain_are_cached(tmp_path: Path) -> None:
     stamps = [p.stat().st_mtime_ns for p in files_of(qcd) + files_of(xgg)]
     assert default_samples(cfg, workers=1, quiet=True) == [qcd, xgg]
     assert [p.stat().st_mtime_ns for p in files_of(qcd) + files_of(xgg)] == stamps
+    # the W' signal on request (generation.wprime_events at generation.wprime_mass)
+    cfg = cfg.model_copy(update={"generation": cfg.generation.model_copy(update={"wprime_events": 20})})
+    paths = default_samples(cfg, workers=1, quiet=True, signals=("xgg", "wprime"))
+    assert paths == [qcd, xgg, tmp_path / "data" / "wprime_m900_seed3" / "fileset.json"]
+    assert json.loads(paths[2].read_text())["wprime_m900"]["metadata"]["n_generated"] == 20
+    assert [p.stat().st_mtime_ns for p in files_of(qcd) + files_of(xgg)] == stamps
+    with pytest.raises(ConfigError, match="signals: unknown signal process 'ttbar'"):
+        default_samples(cfg, workers=1, quiet=True, signals=("ttbar",))

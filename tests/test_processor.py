@@ -1,5 +1,6 @@
 """The coffea dijet processor and `process`: numbers against uproot + numpy, executors,
-injection, real NanoAOD, bad and empty files, constituents, config errors."""
+injection, real NanoAOD, bad and empty files, constituents, substructure (jet mass, tau21 against
+a brute-force N-subjettiness), config errors."""
 
 from __future__ import annotations
 
@@ -159,6 +160,7 @@ def test_generated_histograms_equal_independent_computation(gen_processed, gen_f
             "partonFlavour",
             "jetId",
             "constituents",
+            "tau21",
         }
         assert set(cols.jets.constituents.fields) == {"pt", "rapidity", "phi", "pdgId"}
         assert ak.all(
@@ -192,6 +194,11 @@ def test_real_nanoaod_histograms_equal_independent_computation(tmp_path: Path) -
     np.testing.assert_allclose(
         ak.flatten(j.rapidity), ak.flatten(0.5 * np.log((e + pz) / (e - pz))), atol=1e-6
     )
+    # tau21 from the PFNano file's PF candidates, -1 for the plain NanoAOD file's jets
+    with_pf = np.isin(ak.to_numpy(cols.event), uproot.open(files[1])["Events"]["event"].array(library="np"))
+    tau21 = cols.jets.tau21
+    assert ak.all(tau21[~with_pf] == -1) and ak.all((tau21[with_pf] >= 0) & (tau21[with_pf] <= 1))
+    assert ak.sum(with_pf) > 0 and ak.sum(~with_pf) > 0
 
 
 # -- executors ---------------------------------------------------------------------------------
@@ -399,6 +406,7 @@ def test_missing_jet_id_branch_is_named_unless_not_needed(tmp_path: Path) -> Non
     assert res.cutflow["datasets"]["dy"]["cutflow"] == ref["cutflow"] and ref["cutflow"]["n_jets"] > 0
     cols = ak.from_parquet(res.events["dy"])
     assert ak.all(cols.jets.jetId == -1) and ak.all(cols.jets.partonFlavour == 0)
+    assert "constituents" not in cols.jets.fields and ak.all(cols.jets.tau21 == -1)  # no PF candidates
 
 
 # -- constituents (events.Jet.constituents) --------------------------------------------------
@@ -452,6 +460,123 @@ def test_constituents_of_pfnano_jets(tmp_path: Path) -> None:
                 [c["pt"] for c in const], [a.PFCands_pt[i][c] for c in links], rtol=1e-6
             )
             assert [c["pdgId"] for c in const] == [a.PFCands_pdgId[i][c] for c in links]
+    tau21 = ak.to_numpy(ak.flatten(cols.jets.tau21))
+    assert np.all(np.isfinite(tau21)) and np.all(tau21 >= 0) and np.median(tau21) < 1
+
+
+# -- substructure: jet mass and N-subjettiness ------------------------------------------------
+def brute_force_tau21(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, mass: np.ndarray) -> float:
+    """tau2 / tau1 of one jet, independently of processors.substructure: beta = 1, distances in
+    (rapidity, phi), axes from exclusive kT clustering done by hand with winner-take-all
+    recombination (at R = 1000 every step merges the pair with the smallest
+    min(pT_i^2, pT_j^2) dR_ij^2 into the summed pT along the harder one, until N are left)."""
+    pt, eta, phi, mass = (np.asarray(a, dtype=np.float64) for a in (pt, eta, phi, mass))
+    pz, e = pt * np.sinh(eta), np.sqrt((pt * np.cosh(eta)) ** 2 + mass**2)
+    y = 0.5 * np.log((e + pz) / (e - pz))
+
+    def dr(y1, f1, y2, f2):
+        return np.hypot(y1 - y2, (f1 - f2 + np.pi) % (2 * np.pi) - np.pi)
+
+    def tau(n: int) -> float:
+        jpt, jy, jphi = pt.copy(), y.copy(), phi.copy()
+        while len(jpt) > n:
+            d = np.minimum.outer(jpt**2, jpt**2) * dr(jy[:, None], jphi[:, None], jy, jphi) ** 2
+            d[np.diag_indices(len(jpt))] = np.inf
+            i, j = np.unravel_index(np.argmin(d), d.shape)
+            hard = i if jpt[i] >= jpt[j] else j
+            merged = (jpt[i] + jpt[j], jy[hard], jphi[hard])
+            jpt, jy, jphi = (
+                np.append(np.delete(a, [i, j]), m) for a, m in zip((jpt, jy, jphi), merged, strict=True)
+            )
+        distance = np.min(dr(y[:, None], phi[:, None], jy[None, :], jphi[None, :]), axis=1)
+        return float(np.sum(pt * distance) / (pt.sum() * 0.5))
+
+    return tau(2) / tau(1)
+
+
+def test_substructure_of_hand_made_jets() -> None:
+    from processors.substructure import tau21
+
+    # two equal prongs at (y, phi) = (0, +-0.2): tau1 = 0.2 / R0, tau2 = 0; one constituent: 0
+    pt = ak.Array([[[100.0, 100.0], [50.0]]])
+    zero = ak.zeros_like(pt)
+    phi = ak.Array([[[0.2, -0.2], [1.0]]])
+    assert tau21(pt, zero, phi, zero).tolist() == [[0.0, 0.0]]
+    # random jets: two hard prongs plus soft spray, against the brute-force computation
+    rng = np.random.default_rng(3)
+    jets = []
+    for _ in range(6):
+        n = int(rng.integers(3, 40))
+        jets.append({"pt": rng.exponential(10.0, n) + 0.5, "eta": rng.normal(0.5, 0.2, n),
+                     "phi": rng.normal(3.0, 0.2, n), "mass": rng.uniform(0, 0.5, n)})  # fmt: skip
+    arrays = {k: ak.Array([[j[k] for j in jets[:4]], [j[k] for j in jets[4:]]]) for k in jets[0]}
+    got = ak.to_numpy(ak.flatten(tau21(arrays["pt"], arrays["eta"], arrays["phi"], arrays["mass"])))
+    expected = [brute_force_tau21(j["pt"], j["eta"], j["phi"], j["mass"]) for j in jets]
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def wprime_processed(wprime_sample: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The W' sample processed with the default selection."""
+    out = tmp_path_factory.mktemp("wprime_processed")
+    return process_fileset(fileset_of(wprime_sample), out, config(injection={"kind": "none"}),
+                           executor="iterative", quiet=True)  # fmt: skip
+
+
+def test_wprime_jets_have_w_z_mass_and_lower_tau21_than_qcd(wprime_processed, gen_processed) -> None:
+    wprime = ak.from_parquet(wprime_processed.events["wprime_m900"]).jets
+    qcd = ak.from_parquet(gen_processed.events["qcd"]).jets
+    assert len(wprime) > 300 and len(qcd) > 200
+    # the jet column is the jet's own mass: the four-vector sum of its constituents
+    jet_mass = ak.to_numpy(ak.flatten(wprime.mass))
+    counts, edges = np.histogram(jet_mass, bins=np.arange(0.0, 200.0, 10.0))
+    assert 70 <= edges[np.argmax(counts)] < 100, counts
+    peak = np.arange(60.0, 120.0, 1.0)
+    from scipy.stats import gaussian_kde
+
+    mode = peak[np.argmax(gaussian_kde(jet_mass)(peak))]
+    assert 70 < mode < 100, mode
+    tau_w, tau_qcd = (ak.to_numpy(ak.flatten(j.tau21)) for j in (wprime, qcd))
+    assert np.all(np.isfinite(tau_w)) and np.all(np.isfinite(tau_qcd))
+    # nested WTA axes: the tau1 axis is one of the tau2 axes, so 0 <= tau21 <= 1
+    assert np.all((tau_w >= 0) & (tau_w <= 1)) and np.all((tau_qcd >= 0) & (tau_qcd <= 1))
+    # two-prong W/Z jets against one-prong QCD jets: well separated medians
+    assert np.median(tau_w) < np.median(tau_qcd) - 0.1, (np.median(tau_w), np.median(tau_qcd))
+
+
+def test_tau21_equals_brute_force_on_the_files_constituents(
+    wprime_processed, wprime_sample, gen_processed, gen_fileset
+) -> None:
+    """A few selected jets of each sample: tau21 from the Parquet output against the brute-force
+    computation on the jet's constituents read from the ROOT file with uproot (JetPFCands links)."""
+    samples = {
+        "wprime_m900": (wprime_processed, fileset_of(wprime_sample)["wprime_m900"]["files"]),
+        "qcd": (gen_processed, gen_fileset["qcd"]["files"]),
+    }
+    checked = 0
+    for name, (res, paths) in samples.items():
+        cols = ak.from_parquet(res.events[name])[:3]
+        wanted = set(cols.event.tolist())
+        found = {}
+        for path in paths:
+            with uproot.open(path) as fh:
+                a = fh["Events"].arrays([
+                    "event", "Jet_pt", "JetPFCands_jetIdx", "JetPFCands_pFCandsIdx",
+                    "PFCands_pt", "PFCands_eta", "PFCands_phi", "PFCands_mass",
+                ])  # fmt: skip
+            for i in np.flatnonzero(np.isin(ak.to_numpy(a.event), list(wanted))):
+                found[int(a.event[i])] = a[i]
+        assert set(found) == wanted
+        for ev, jets in zip(cols.event.tolist(), cols.jets.tolist(), strict=True):
+            rec = found[ev]
+            for jet in jets:
+                j = int(np.argmin(np.abs(ak.to_numpy(rec.Jet_pt) - jet["pt"])))
+                idx = ak.to_numpy(rec.JetPFCands_pFCandsIdx)[ak.to_numpy(rec.JetPFCands_jetIdx) == j]
+                pf = [ak.to_numpy(rec[f"PFCands_{k}"])[idx] for k in ("pt", "eta", "phi", "mass")]
+                assert len(idx) > 2
+                assert jet["tau21"] == pytest.approx(brute_force_tau21(*pf), rel=1e-9)
+                checked += 1
+    assert checked >= 10
 
 
 # -- configuration and command line --------------------------------------------------------

@@ -2,9 +2,12 @@
 
 --process qcd: hard QCD 2->2 at sqrt(s) = 7 TeV in the pT-hat window of the config
 (generation.pthat_min/max, chosen so the selected jets fill 350-450 GeV); --process xgg: an
-RS graviton of mass --mass (default generation.xgg_mass) decaying to two gluons.
+RS graviton of mass --mass (default generation.xgg_mass) decaying to two gluons; --process
+wprime: a W' of mass --mass (default generation.wprime_mass) decaying to W Z, both bosons to
+quarks (two-prong jets of mass ~80-91 GeV at M = 900 GeV).
 Jets: anti-kT R = 0.5 on visible final-state particles (|eta| < 5), with constituents,
-partonFlavour (Delta-R match to the hard partons) and CMS-like jetId bits.
+partonFlavour (Delta-R match to the hard partons; for wprime the W and Z decay quarks) and
+CMS-like jetId bits.
 
 Writes to --out:
   <dataset>_NNNN.root   TTree Events (Jet_*, PFCands_*, JetPFCands_*, genWeight, ...) and Runs
@@ -19,6 +22,7 @@ A rerun with the same seed and settings reuses finished files; file i is seeded 
 Example:
   python run_analysis.py generate --process qcd --events 20000 --seed 1 --out data/qcd --workers 2
   python run_analysis.py generate --process xgg --mass 900 --events 5000 --seed 1 --out data/xgg
+  python run_analysis.py generate --process wprime --mass 900 --events 5000 --seed 1 --out data/wprime
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from analysis.generation import PROCESSES, generate
 from analysis.provenance import RunRecord
 
 NAME = "generate"
-HELP = "generate qcd or xgg events with Pythia8 + FastJet into NanoAOD-like ROOT files"
+HELP = "generate qcd, xgg or wprime events with Pythia8 + FastJet into NanoAOD-like ROOT files"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, required=True, help="number of events")
     parser.add_argument("--seed", type=int, default=None, help="run seed (default: the config's seed)")
     parser.add_argument("--out", type=Path, required=True, help="output directory of the sample")
-    parser.add_argument("--mass", type=float, default=None, help="xgg: resonance mass in GeV (default: config)")
+    parser.add_argument(
+        "--mass", type=float, default=None,
+        help="xgg, wprime: resonance mass in GeV (default: the config's xgg_mass / wprime_mass)",
+    )  # fmt: skip
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     parser.add_argument(
         "--events-per-file", type=int, default=None, help="events per ROOT file (default: config)"

@@ -8,8 +8,8 @@ Reads the datasets of --fileset (coffea's fileset form, e.g. the fileset.json wr
                            signal), each also as mjj_bins_...
   cutflow.json             per dataset the cutflow counts; skipped bad files; the injection
   events/<dataset>.parquet selected events: mjj, weight, dataset, event; jets (pt, eta, phi,
-                           mass, rapidity, partonFlavour, jetId, constituents: pt, rapidity,
-                           phi, pdgId)
+                           mass, rapidity, partonFlavour, jetId, tau21 (N-subjettiness ratio;
+                           -1 without PF candidates), constituents: pt, rapidity, phi, pdgId)
   run.json                 provenance
 Every output is written into a staging directory first and renamed into place only when all
 are complete; a failed run leaves --out as it was, an interrupted one is refused by every

@@ -188,18 +188,18 @@ class DatasetConfig(StrictModel):
     xgg histogram) normalised to that integral and added to the background expectation.
     """
 
-    toys: int = Field(1000, ge=10, description="background-only toys of the p-value reference (reference: 10000)")
-    train: int = Field(2000, ge=10, description="background maps to train the autoencoders on (reference: 25000)")
-    test: int = Field(1000, ge=10, description="test maps per array: backgrounds (the autoencoders' null losses, tail-fitted past them) and each toy signal size (reference: 5000 / 1000)")
+    toys: int = Field(1000, ge=10, le=200_000, description="background-only toys of the p-value reference (reference: 10000)")
+    train: int = Field(2000, ge=10, le=500_000, description="background maps to train the autoencoders on (reference: 25000)")
+    test: int = Field(1000, ge=10, le=200_000, description="test maps per array: backgrounds (the autoencoders' null losses, tail-fitted past them) and each toy signal size (reference: 5000 / 1000)")
     normalise: bool = Field(True, description="scale every processed spectrum to the background model's total before the CWT: the maps compare shapes, as the refitted histogram methods do")
-    signal_sizes: list[float] = Field([0, 250, 500, 1000, 2000], min_length=1, description="signal events per toy spectrum (0: background only)")
+    signal_sizes: list[float] = Field([0, 250, 500, 1000, 2000], min_length=1, max_length=50, description="signal events per toy spectrum (0: background only)")
     shape: list[int] = Field([48, 64], min_length=2, max_length=2, description="map shape (scales, mass blocks) after rebinning the 48x512 CWT")
     histogram_shape: list[int] = Field([48, 36], min_length=2, max_length=2, description="map shape for processed spectra (must divide scales x the bins of sensitivity.mjj_min..mjj_max)")
 
     @model_validator(mode="after")
     def _check(self) -> DatasetConfig:
-        if any(s < 0 for s in self.signal_sizes) or len(set(self.signal_sizes)) != len(self.signal_sizes):
-            raise ValueError(f"signal_sizes must be distinct and non-negative (got {self.signal_sizes})")
+        if any(not 0 <= s <= 1e12 for s in self.signal_sizes) or len(set(self.signal_sizes)) != len(self.signal_sizes):
+            raise ValueError(f"signal_sizes must be distinct, finite and in [0, 1e12] (got {self.signal_sizes})")
         if min(self.shape + self.histogram_shape) < 1:
             raise ValueError("shape and histogram_shape must be positive")
         return self

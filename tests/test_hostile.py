@@ -568,3 +568,251 @@ def test_remove_stale_only_touches_named_leftovers(tmp_path: Path) -> None:
     assert other.exists()
     with contextlib.suppress(FileNotFoundError):
         other.unlink()
+
+
+# -- 6: the autoencoders' consumers refuse models of another dataset ---------------------------------
+AE_WAVELET = parse_entries("wavelets", [{"id": 0}], "w")[0]
+AE_BACKGROUND = parse_entries("backgrounds", [{"id": 0, "kind": "exponential", "amplitude": 1000, "rate": 0.005}], "b")[0]
+AE_SIGNAL = parse_entries("signals", [{"id": 0, "center": 256, "height": 150, "width": 3}], "s")[0]
+TINY = {"toys": 20, "train": 20, "test": 20, "signal_sizes": [0.0, 2000.0], "quiet": True}
+
+
+def _train_dense(dataset: Path, out: Path) -> Path:
+    from analysis.ae_scan import train_models
+
+    train_models(dataset, out, ["dense"], epochs=1, batch_size=10, patience=1, learning_rate=1e-3, code_size=4,
+                 validation_fraction=0.2, seed=1, quiet=True)  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def ae_datasets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Toy datasets a (12x16 maps, seed 1), b (12x16, seed 2: same shape, another dataset) and
+    c (6x8), and a dense model trained on a (models/dense_ae)."""
+    from analysis.dataset import build_dataset, toy_inputs
+
+    base = tmp_path_factory.mktemp("ae_hostile")
+    inputs = toy_inputs(AE_SIGNAL, AE_BACKGROUND, AE_WAVELET)
+    build_dataset(base / "a", inputs, seed=1, shape=(12, 16), **TINY)
+    build_dataset(base / "b", inputs, seed=2, shape=(12, 16), **TINY)
+    build_dataset(base / "c", inputs, seed=1, shape=(6, 8), **TINY)
+    _train_dense(base / "a", base / "models")
+    return base
+
+
+def test_pvalue_scan_refuses_models_of_another_dataset(ae_datasets: Path, tmp_path: Path, capsys) -> None:
+    from models.ae_training import save_model
+    from models.autoencoders import build_autoencoder
+
+    base = ae_datasets
+    copied = tmp_path / "copied"  # a model without the record of its dataset
+    shutil.copytree(base / "models", copied)
+    (copied / "dense_ae" / "train.json").unlink()
+    swapped = tmp_path / "swapped"  # train.json of dataset a, but the .keras file of a 6x8 model
+    shutil.copytree(base / "models", swapped)
+    save_model(build_autoencoder("dense", (6, 8), code_size=4), swapped / "dense_ae" / "dense_ae.keras")
+    cases = [
+        (base / "b", base / "models", "trained on another dataset"),
+        (base / "c", base / "models", "a model of 12x16 maps"),
+        (base / "a", copied, "no train.json recording the dataset"),
+        (base / "a", swapped, "the saved model takes 6x8 maps"),
+    ]
+    for dataset, models, message in cases:
+        out = tmp_path / f"out_{dataset.name}_{models.name}"
+        code = cli_main(["pvalue-scan", "--dataset", str(dataset), "--models-dir", str(models), "--out", str(out), "-q"])
+        err = capsys.readouterr().err
+        assert code == 1 and len(err.strip().splitlines()) == 1, err
+        assert message in err and str(models / "dense_ae") in err and str(dataset) in err, err
+        assert "Traceback" not in err and not any(out.iterdir())  # refused before anything is written
+    # the dataset it was trained on (or an identical rebuild elsewhere: same fingerprint) is scanned
+    from analysis.dataset import build_dataset, toy_inputs
+
+    build_dataset(tmp_path / "a_again", toy_inputs(AE_SIGNAL, AE_BACKGROUND, AE_WAVELET), seed=1, shape=(12, 16), **TINY)
+    for dataset in (base / "a", tmp_path / "a_again"):
+        out = tmp_path / f"ok_{dataset.name}"
+        code = cli_main(["pvalue-scan", "--dataset", str(dataset), "--models-dir", str(base / "models"), "--out", str(out), "-q"])
+        assert code == 0, capsys.readouterr().err
+        assert json.loads((out / "pvalue_vs_signal.json").read_text())["models"][0]["name"] == "dense_ae"
+
+
+def _falling(n: int, rng: np.random.Generator) -> np.ndarray:
+    """m_jj from a dijet x turn-on density (as in test_autoencoders)."""
+    from analysis.background_fit import dijet_turnon
+
+    grid = np.arange(700.0, 1600.0, 1.0)
+    cdf = np.cumsum(dijet_turnon(np.array([0.0, 10.0, 5.0, 0.0, 780.0, np.log(60.0)]), grid))
+    return np.interp(rng.random(n), cdf / cdf[-1], grid)
+
+
+def test_chain_scoring_refuses_models_of_another_dataset(ae_datasets: Path, tmp_path: Path) -> None:
+    from analysis.ae_scan import ae_sensitivity
+    from analysis.dataset import build_dataset_from_realizations
+    from analysis.sensitivity.realizations import build_realizations
+
+    rng = np.random.default_rng(21)
+    real = build_realizations(_falling(3000, rng), rng.normal(900.0, 25.0, 500), seed=3, n_realizations=3,
+                              n_signal=[0, 100], resampling="model_poisson", edges=np.arange(760.0, 1481.0, 10.0),
+                              sqrt_s=7000.0, signal="xgg_m900")  # fmt: skip
+
+    def config(seed: int) -> Any:
+        return load_config(None, {"seed": seed, "dataset": {"toys": 20, "train": 20, "test": 20, "histogram_shape": [12, 18]},
+                                  "sensitivity": {"realizations": 3, "pfn_realizations": 3, "n_signal": [0, 100]}})  # fmt: skip
+
+    build_dataset_from_realizations(real, tmp_path / "d1", config(1), quiet=True)
+    build_dataset_from_realizations(real, tmp_path / "d2", config(2), quiet=True)  # same model and shape, other toys
+    models = _train_dense(tmp_path / "d1", tmp_path / "models")
+    with pytest.raises(InputError, match="trained on another dataset") as info:
+        ae_sensitivity(real, tmp_path / "d2", models, tmp_path / "out", config(2), quiet=True, names=["dense"])
+    assert str(models / "dense_ae") in str(info.value) and str(tmp_path / "d2") in str(info.value)
+    with pytest.raises(InputError, match=r"a model of 12x16 maps .* has 12x18 maps") as info:
+        ae_sensitivity(real, tmp_path / "d1", ae_datasets / "models", tmp_path / "out", config(1), quiet=True,
+                       names=["dense"])  # fmt: skip
+    assert str(ae_datasets / "models" / "dense_ae") in str(info.value)
+    assert not (tmp_path / "out" / "sensitivity.json").exists()
+
+
+# -- 7: build-dataset bounds, checked before anything is written --------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--signal-sizes", "nan,inf"], "--signal-sizes 'nan,inf': nan is not a finite number"),
+        (["--signal-sizes", "0,inf"], "--signal-sizes '0,inf': inf is not a finite number"),
+        (["--signal-sizes", "0,-5"], "--signal-sizes '0,-5': -5 is negative"),
+        (["--signal-sizes", "1e13"], "more than the limit of 1e+12 signal events"),
+        (["--signal-sizes", ",".join(str(k) for k in range(51))], "51 sizes, more than the limit of 50"),
+        (["--toys", str(10**12)], "--toys 1000000000000: more than the limit of 200000"),
+        (["--train", "500001"], "--train 500001: more than the limit of 500000"),
+        (["--test", "200001"], "--test 200001: more than the limit of 200000"),
+        (["--test", "0"], "--test 0: must be at least 1"),
+        (["--test", "200000", "--signal-sizes", "0,1,2,3,4,5,6,7,8,9"], "25.2 GiB, more than the limit of 16 GiB"),
+    ],
+)  # fmt: skip
+def test_build_dataset_bounds_fail_fast(tmp_path: Path, capsys, monkeypatch, argv: list[str], message: str) -> None:
+    import analysis.dataset as dataset
+
+    def never(*_: Any, **__: Any) -> None:
+        raise AssertionError("computed maps of an invalid request")
+
+    monkeypatch.setattr(dataset, "toy_maps", never)
+    out = tmp_path / "ds"
+    code = cli_main(["build-dataset", "--out", str(out), *argv, "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()  # no dataset_config.json, not even the directory
+
+
+def test_build_dataset_api_refuses_non_finite_sizes_before_writing(tmp_path: Path) -> None:
+    from analysis.dataset import build_dataset, toy_inputs
+
+    inputs = toy_inputs(AE_SIGNAL, AE_BACKGROUND, AE_WAVELET)
+    for sizes, message in (([0.0, float("nan")], "nan is not a finite"), ([float("inf")], "inf is not a finite"),
+                           ([0.0, -1.0], "negative"), ([5.0, 5.0], "distinct")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            build_dataset(tmp_path / "ds", inputs, **{**TINY, "signal_sizes": sizes}, seed=1, shape=(12, 16))
+        assert not (tmp_path / "ds" / "dataset_config.json").exists()
+    with pytest.raises(ConfigError, match="toys 1000000: more than the limit of 200000"):
+        build_dataset(tmp_path / "ds", inputs, **{**TINY, "toys": 10**6}, seed=1, shape=(12, 16))
+    assert not (tmp_path / "ds" / "dataset_config.json").exists()
+
+
+def test_a_failed_build_never_blocks_the_directory(tmp_path: Path, monkeypatch) -> None:
+    import analysis.dataset as dataset
+
+    inputs = dataset.toy_inputs(AE_SIGNAL, AE_BACKGROUND, AE_WAVELET)
+    out = tmp_path / "ds"
+    real_toy_maps, real_pvalue_maps = dataset.toy_maps, dataset.pvalue_maps
+
+    def out_of_memory(*_: Any, **__: Any) -> None:
+        raise MemoryError("Unable to allocate 9.3 TiB")
+
+    # a build that fails before its first array: its config does not block another build
+    monkeypatch.setattr(dataset, "toy_maps", out_of_memory)
+    with pytest.raises(MemoryError):
+        dataset.build_dataset(out, inputs, **{**TINY, "toys": 150_000}, seed=1, shape=(12, 16))
+    assert json.loads((out / "dataset_config.json").read_text())["toys"] == 150_000
+    monkeypatch.setattr(dataset, "toy_maps", real_toy_maps)
+    dataset.build_dataset(out, inputs, **TINY, seed=1, shape=(12, 16))
+    assert dataset.load_dataset(out).config["toys"] == 20
+    # a finished dataset is still protected from a build with other parameters
+    with pytest.raises(ConfigError, match=r"an existing dataset with different parameters \(toys: 20 there, 30 now\)"):
+        dataset.build_dataset(out, inputs, **{**TINY, "toys": 30}, seed=1, shape=(12, 16))
+    # and so is an unfinished one with arrays (a rerun with its parameters finishes it)
+    other = tmp_path / "unfinished"
+    monkeypatch.setattr(dataset, "pvalue_maps", out_of_memory)
+    with pytest.raises(MemoryError):
+        dataset.build_dataset(other, inputs, **TINY, seed=1, shape=(12, 16))
+    monkeypatch.setattr(dataset, "pvalue_maps", real_pvalue_maps)
+    with pytest.raises(ConfigError, match=r"existing unfinished dataset .* rerun with its parameters to finish it"):
+        dataset.build_dataset(other, inputs, **TINY, seed=2, shape=(12, 16))
+    dataset.build_dataset(other, inputs, **TINY, seed=1, shape=(12, 16))
+    np.testing.assert_array_equal(dataset.load_dataset(other).train, dataset.load_dataset(out).train)
+
+
+# -- 9: --out of the dataset, autoencoder and baseline commands; histograms checked when read ---------
+def test_out_naming_a_file_exits_2_for_the_map_and_baseline_commands(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "sub"):
+        for argv in (
+            ["build-dataset", "--out", str(out)],
+            ["train-ae", "--dataset", "nods", "--out", str(out)],
+            ["pvalue-scan", "--dataset", "nods", "--models-dir", "nomodels", "--out", str(out)],
+            ["bumphunt", "--histograms", "nohist.root", "--out", str(out)],
+            ["scan", "--events", "noevents", "--out", str(out)],
+        ):
+            code = cli_main([*argv, "-q"])
+            err = capsys.readouterr().err
+            assert code == 2 and len(err.strip().splitlines()) == 1, (argv, err)
+            assert f"--out {out}" in err and "FileExistsError" not in err, (argv, err)
+    assert blocker.read_text() == "x"
+
+
+HIST_EDGES = np.arange(500.0, 1501.0, 10.0)
+
+
+def _histograms(directory: Path, qcd: np.ndarray | None = None, xgg_edges: np.ndarray = HIST_EDGES) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    centres = 0.5 * (HIST_EDGES[1:] + HIST_EDGES[:-1])
+    background = np.random.default_rng(1).poisson(20000 * np.exp(-centres / 150) / np.exp(-centres / 150).sum())
+    signal = np.ones(len(xgg_edges) - 1)
+    path = directory / "histograms.root"
+    with uproot.recreate(path) as fh:
+        fh["mjj_qcd"] = (background.astype(float) if qcd is None else qcd, HIST_EDGES)
+        fh["mjj_xgg_900"] = (signal, xgg_edges)
+    return path
+
+
+def test_histograms_of_an_interrupted_or_non_finite_process_are_refused(tmp_path: Path, capsys) -> None:
+    import re
+
+    from analysis.dataset import build_dataset_from_histograms, read_histograms
+
+    def cli(path: Path) -> str:
+        code = cli_main(["build-dataset", "--histograms", str(path), "--out", str(tmp_path / "ds"), "-q"])
+        err = capsys.readouterr().err
+        assert code == 1 and len(err.strip().splitlines()) == 1, err
+        return err
+
+    # an interrupted commit of `process` (its marker is there)
+    path = _histograms(tmp_path / "interrupted")
+    (path.parent / atomic.INCOMPLETE).write_text(json.dumps({"stage": "process"}))
+    with pytest.raises(InputError, match=rf"{path.parent}: incomplete results .*`process`"):
+        read_histograms(path)
+    assert "incomplete results" in cli(path)
+    # NaN or inf bin contents
+    for bad in (np.nan, np.inf):
+        counts = np.full(len(HIST_EDGES) - 1, 10.0)
+        counts[40] = bad
+        path = _histograms(tmp_path / f"bad_{bad}", qcd=counts)
+        message = f"{path}: histogram mjj_qcd has NaN or infinite bin contents"
+        with pytest.raises(InputError, match=re.escape(message)):
+            read_histograms(path)
+        assert message in cli(path)
+    # binnings that differ: one line naming both histograms and their bins (not a broadcast error)
+    path = _histograms(tmp_path / "binning", xgg_edges=np.arange(500.0, 1501.0, 20.0))
+    with pytest.raises(InputError, match=r"mjj_qcd \(100 bins of 500-1500 GeV\) and mjj_xgg_900 \(50 bins"):
+        build_dataset_from_histograms(path, tmp_path / "x", load_config(), quiet=True)
+    err = cli(path)
+    assert "mjj_qcd (100 bins" in err and "mjj_xgg_900 (50 bins" in err and "broadcast" not in err
+    assert not (tmp_path / "ds" / "dataset_config.json").exists()

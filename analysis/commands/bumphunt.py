@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from analysis.atomic import check_out_dir
 from analysis.config import load_config
 from analysis.errors import InputError
 from analysis.provenance import RunRecord
@@ -42,6 +43,7 @@ def main(args: argparse.Namespace) -> int:
     from analysis.baseline_sensitivity import run_baselines
     from analysis.sensitivity.realizations import load_realizations
 
+    check_out_dir(args.out)
     config = load_config(args.config, {} if args.seed is None else {"seed": args.seed})
     if not args.histograms.is_file():
         raise InputError(f"{args.histograms}: not found (give the histograms.root of a `process` output directory)")

@@ -9,9 +9,11 @@ measures how different the two bins' jets are (0.5 without new physics). Writes 
   auc_scan.png      AUC mean +- std per bin pair and sample size
   checkpoints/      one JSON per finished training (--resume continues from them)
   run.json          provenance
-With --sensitivity: one scan per N of scan.sensitivity_n_signal (first size only) under
---out/inject_<N>/, Z = (AUC - null mean) / null std of the affected pair, sensitivity.json
-(method pfn_auc, N at 3 and 5 sigma) and sensitivity_pfn_auc.png.
+With --sensitivity: instead of the scan, the method pfn_auc on the sensitivity protocol's
+realisations (analysis.pfn_sensitivity): for each of the first sensitivity.pfn_realizations
+realisations and each N of sensitivity.n_signal, one PFN per adjacent bin pair; local and global
+(Sidak over the pairs) p-values against the N = 0 AUCs. Writes sensitivity.json (pfn_auc entry,
+format 2), sensitivity_pfn_auc.png and pfn_auc/checkpoints/ (--resume continues from them).
 
 Trainings spread over all visible GPUs (one per device); --cpu-devices N splits the CPU into N
 logical devices. The Keras backend follows KERAS_BACKEND (tensorflow by default, or jax).
@@ -42,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: scan.epochs)")
     parser.add_argument("--inject", default=None, metavar="KIND:N", help="inject N events: resonance:N or gluon_pairs:N")
     parser.add_argument("--resume", action="store_true", help="keep finished trainings of an interrupted scan")
-    parser.add_argument("--sensitivity", action="store_true", help="scan scan.sensitivity_n_signal injected events (kind from --inject or injection.kind)")
+    parser.add_argument("--sensitivity", action="store_true", help="the pfn_auc method on the sensitivity realisations (kind from --inject or injection.kind)")
     parser.add_argument("--cpu-devices", type=int, default=None, help="split the CPU into N logical devices (TensorFlow)")
     parser.add_argument("--data-parallel", action="store_true", help="split every training over all devices")
 
@@ -60,6 +62,7 @@ def parse_sizes(text: str | None) -> list[int] | None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from analysis.atomic import check_out_dir
     from analysis.provenance import RunRecord
     from analysis.scan import parse_inject
 
@@ -68,6 +71,7 @@ def main(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} {value}: must be at least 1")
     sizes = parse_sizes(args.sizes)
     kind, n_inject = parse_inject(args.inject)
+    check_out_dir(args.out)
     overrides = {} if args.seed is None else {"seed": args.seed}
     cfg = load_config(args.config, overrides)
     if args.sensitivity and kind == "none":
@@ -97,22 +101,38 @@ def scan_stage(
     n_samples: int | None = None, epochs: int | None = None, resume: bool = False, quiet: bool = False,
     sensitivity: bool = False, data_parallel: bool | None = None,
 ) -> str:  # fmt: skip
-    """The scan (or sensitivity scan) of a processing directory; returns a summary line."""
-    from analysis.pfn_sensitivity import affected_pair, run_sensitivity
+    """The scan, or with ``sensitivity`` the pfn_auc method on the protocol's realisations (the
+    injection of ``kind``), of a processing directory; returns a summary line."""
     from analysis.scan import load_processed, run_scan, scan_inputs, setup_from_config
 
     out = Path(out)
     data_parallel = cfg.scan.data_parallel if data_parallel is None else data_parallel
     columns, metadata = load_processed(Path(events))
+    if sensitivity:
+        return _sensitivity(cfg, columns, metadata, out, kind, epochs, resume, quiet, data_parallel)
     inputs = scan_inputs(columns, metadata, cfg, kind)
     setup = setup_from_config(cfg, inputs, n_inject, sizes, n_samples, epochs)
-    if sensitivity:
-        pair = affected_pair(setup, inputs, cfg.scan.sensitivity_pair)
-        entry = run_sensitivity(setup, inputs, list(cfg.scan.sensitivity_n_signal), pair, out, resume, quiet, data_parallel)
-        return (
-            f"sensitivity ({kind}, bins {pair[0]}-{pair[1]}): 3 sigma at {entry['n_signal_3sigma']}, "
-            f"5 sigma at {entry['n_signal_5sigma']} events; {out / 'sensitivity.json'}"
-        )  # fmt: skip
     result = run_scan(setup, inputs, out, resume=resume, quiet=quiet, data_parallel=data_parallel)
     n = sum(len(s["pairs"]) * s["n_samples"] for s in result["sizes"])
     return f"scan: {n} trainings, AUCs in {out / 'auc_scan.json'}"
+
+
+def _sensitivity(cfg, columns, metadata, out: Path, kind: str, epochs: int | None, resume: bool, quiet: bool,
+                 data_parallel: bool) -> str:  # fmt: skip
+    """The pfn_auc entry of the injection ``kind`` on the realisations of these events."""
+    from analysis.pfn_sensitivity import run_pfn_sensitivity
+    from analysis.scan import scan_inputs
+    from analysis.sensitivity.realizations import from_processed
+
+    update = {"injection": cfg.injection.model_copy(update={"kind": kind})}
+    if epochs is not None:
+        update["scan"] = cfg.scan.model_copy(update={"epochs": epochs})
+    cfg = cfg.model_copy(update=update)
+    real = from_processed(cfg, columns, metadata)
+    inputs = scan_inputs(columns, metadata, cfg, kind)
+    entry = run_pfn_sensitivity(cfg, inputs, real, out, resume=resume, quiet=quiet, data_parallel=data_parallel)
+    n3, n5 = entry.n_signal_3sigma, entry.n_signal_5sigma
+    return (
+        f"pfn_auc ({entry.signal}, {entry.realizations} realisations): global 3 sigma at {n3.global_}, "
+        f"5 sigma at {n5.global_} events (local {n3.local}, {n5.local}); {out / 'sensitivity.json'}"
+    )  # fmt: skip

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from analysis.atomic import check_out_dir
 from analysis.config import load_config
 from analysis.errors import ConfigError
 from analysis.provenance import RunRecord
@@ -41,6 +42,7 @@ def main(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} {value}: must be at least 1")
+    check_out_dir(args.out)
     config = load_config(args.config)
     ae = config.autoencoders
     names = model_names(args.models.split(",") if args.models else ae.models)
@@ -50,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
         results = train_models(
             args.dataset, args.out, names, epochs=args.epochs or ae.epochs, batch_size=args.batch_size or ae.batch_size,
             patience=ae.patience, learning_rate=ae.learning_rate, code_size=ae.code_size,
-            validation_fraction=ae.validation_fraction, seed=seed, quiet=args.quiet,
+            validation_fraction=ae.validation_fraction, seed=seed, quiet=args.quiet, conv_filters=list(ae.conv_filters),
         )  # fmt: skip
     record.add(models={r["name"]: {"epochs_run": r["epochs_run"], "best_val_loss": r["best_val_loss"]} for r in results})
     record.write()

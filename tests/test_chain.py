@@ -56,6 +56,8 @@ def test_baselines_find_the_injected_resonance_on_processed_spectra(chain_result
     data = Sensitivity.read(chain_results / "baselines" / "sensitivity.json")
     lo, hi = data.protocol.signal_region_gev["xgg_m900"]
     assert 0.8 * 900 < lo < hi < 1.05 * 900  # the reconstructed xgg peak, a little below M = 900 GeV
-    for entry in data.methods:
-        assert entry.point(180).z_local.median > entry.point(0).z_local.median + 1.0, entry.method
+    for entry in data.methods:  # 180 injected events on ~1100 background events (S/B ~ 0.4 in the signal region)
+        assert entry.point(180).z_global.median > entry.point(0).z_global.median + 0.75, entry.method
+        assert abs(entry.point(0).z_global.median) < 1.5, entry.method
+    assert next(e for e in data.methods if e.method == "dijet_fit").point(180).z_local.median > 3.0
     assert data.protocol.background_model["chi2_ndf"] < 2.0

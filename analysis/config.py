@@ -281,16 +281,22 @@ class SensitivityConfig(StrictModel):
 
 class CwolaConfig(StrictModel):
     """CWoLa hunting (`cwola_pfn`): an event-level PFN trained on a signal-region window of m_jj
-    against its two sidebands, k-fold by event, a cut on its score, a fit of the selected spectrum."""
+    against its two sidebands, k-fold by event, a cut on its score, a fit of the selected spectrum.
+    Network and optimiser fields left null take the scan's."""
 
     sr_width: float = Field(100.0, gt=0, description="signal-region window width (GeV)")
-    sb_width: float = Field(100.0, gt=0, description="width of each sideband (GeV)")
+    sb_width: float = Field(50.0, gt=0, description="width of each sideband (GeV)")
     sr_step: float = Field(50.0, gt=0, description="step of the sliding signal region (GeV)")
-    sr_min: float = Field(800.0, ge=0, description="lowest lower edge of a signal region (GeV)")
-    sr_max: float = Field(1100.0, gt=0, description="highest upper edge of a signal region (GeV)")
+    sr_min: float = Field(810.0, ge=0, description="lowest lower edge of a signal region (GeV)")
+    sr_max: float = Field(1010.0, gt=0, description="highest upper edge of a signal region (GeV)")
     folds: int = Field(5, ge=2, le=20, description="k of the k-fold training (folds by event)")
     efficiencies: list[float] = Field([0.1, 0.01, 0.002], min_length=1, description="selected share of the window's events, by score")
     realizations: int = Field(3, ge=1, description="realisations cwola_pfn runs on (the first ones; trainings cost)")
+    phi_sizes: list[int] | None = Field([32, 32], description="event PFN's Phi (null: scan.phi_sizes)")
+    f_sizes: list[int] | None = Field([32], description="event PFN's F (null: scan.f_sizes)")
+    epochs: int | None = Field(4, ge=1, le=1000, description="null: scan.epochs")
+    batch_size: int | None = Field(250, ge=2, description="null: scan.batch_size")
+    learning_rate: float | None = Field(None, gt=0, description="null: scan.learning_rate")
 
     @model_validator(mode="after")
     def _check(self) -> CwolaConfig:

@@ -12,6 +12,11 @@ carry, in ``segments``, the index of their jet inside the group, or B for paddin
 (dropped by the sum). Segments never decrease along a group (jets in order, padding last;
 :func:`models.batches.pack_batch` packs them so), which lets the sum use the sorted segment
 kernel. The output is (G * B, 2), in group order.
+
+:class:`EventPFN` classifies events instead of jets: the units of a batch are events, each
+constituent carries its jet's slot in the event (0: leading jet) as a last feature column,
+one shared Phi runs on every constituent, and the latent sums of the event's jets, leading jet
+first, are concatenated before F (:func:`pack_events` builds its inputs).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from pathlib import Path
 import keras
 import numpy as np
 from keras import layers, ops
+
+from models.batches import PackedJets
 
 DEFAULT_PHI = (100, 100, 128)
 DEFAULT_F = (100, 100, 100)
@@ -164,11 +171,85 @@ class PackedPFN(keras.Model):
             x = layer(x)
         return softmax(self.out_layer(x))
 
+    @property
+    def n_inputs(self) -> int:
+        """Feature columns of the ``particles`` input (after the weights are built)."""
+        return int(self.phi_layers[0].kernel.shape[0])
+
+    def architecture(self) -> dict:
+        """The constructor's arguments except the seed (a fresh model of the same shape)."""
+        return {"phi_sizes": self.phi_sizes, "f_sizes": self.f_sizes, "n_classes": self.n_classes,
+                "phi_dtype": self.phi_dtype}  # fmt: skip
+
     def get_config(self) -> dict:
         return {
             **super().get_config(), "phi_sizes": list(self.phi_sizes), "f_sizes": list(self.f_sizes),
             "n_classes": self.n_classes, "seed": self.seed, "phi_dtype": self.phi_dtype,
         }  # fmt: skip
+
+
+class EventPFN(PackedPFN):
+    """Event-level PFN: one shared Phi on the constituents of all ``event_jets`` jets of an
+    event, one latent sum per jet, the sums concatenated (leading jet first) before F.
+
+    Inputs as :class:`PackedPFN`'s, with events as the units: ``jets`` (G, B) counts B events
+    per group, ``segments`` gives each constituent's event, and the last feature column of
+    ``particles`` is the constituent's jet slot in its event (0 .. event_jets - 1; constituents
+    ordered by event, then slot; padding slots 0). That column only routes the latent sum;
+    Phi sees the other columns. The output is (G * B, n_classes), one row per event.
+    """
+
+    def __init__(self, *args, event_jets: int = 2, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if event_jets < 1:
+            raise ValueError(f"event_jets must be at least 1 (got {event_jets})")
+        self.event_jets = int(event_jets)
+
+    def latent(self, inputs: dict) -> object:
+        """The concatenated latent sums of every event's jets, shape (G * B, event_jets * latent)."""
+        particles, segments, events = inputs["particles"], inputs["segments"], inputs["jets"]
+        k = self.event_jets
+        n_groups = ops.shape(particles)[0]
+        n_events = ops.shape(events)[1]
+        n_columns = ops.shape(particles)[2]
+        flat = ops.reshape(particles, (-1, n_columns))
+        slot = ops.cast(flat[:, -1], "int32")
+        per_group = n_events * k + 1  # every event's jets, plus a spare segment for the padding slots
+        n_segments = n_groups * per_group
+        group = ops.arange(n_groups, dtype="int32")[:, None] * per_group + ops.zeros_like(segments, "int32")
+        # padding slots: segment B, slot 0 (the spare segment); one more slot ends the ids at n_segments - 1
+        ids = ops.cast(ops.reshape(segments, (-1,)), "int32") * k + slot + ops.reshape(group, (-1,))
+        ids = ops.concatenate([ids, ops.reshape(n_segments - 1, (1,))], axis=0)
+        x = ops.concatenate([flat[:, :-1], ops.zeros((1, n_columns - 1), flat.dtype)], 0)
+        for layer in self.phi_layers:
+            x = layer(x)
+        summed = self._segment_sum(ops.cast(x, "float32"), ids, n_segments)
+        width = self.phi_sizes[-1]
+        summed = ops.reshape(summed, (n_groups, per_group, width))
+        summed = ops.slice(summed, (0, 0, 0), (n_groups, n_events * k, width))
+        return ops.reshape(summed, (n_groups * n_events, k * width))
+
+    @property
+    def n_inputs(self) -> int:
+        return super().n_inputs + 1  # the jet slot column
+
+    def architecture(self) -> dict:
+        return {**super().architecture(), "event_jets": self.event_jets}
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "event_jets": self.event_jets}
+
+
+def pack_events(jets: PackedJets, event_jets: int) -> PackedJets:
+    """:class:`EventPFN` inputs from the jets of whole events (``event_jets`` consecutive jets per
+    event, leading jet first): one unit per event, its jets' constituents in jet order, with the
+    jet slot appended as the last feature column."""
+    if len(jets) % event_jets:
+        raise ValueError(f"pack_events: {len(jets)} jets are not whole events of {event_jets} jets")
+    slot = np.tile(np.arange(event_jets, dtype=np.float32), len(jets) // event_jets)
+    features = np.concatenate([jets.features, np.repeat(slot, jets.counts)[:, None]], axis=1)
+    features = features.astype(np.float32)
+    return PackedJets(features, jets.counts.reshape(-1, event_jets).sum(axis=1))
 
 
 def build_pfn(
@@ -180,12 +261,18 @@ def build_pfn(
     jit_compile: bool | str = "auto",
     phi_dtype: str = "float32",
     steps_per_execution: int = 1,
+    event_jets: int = 0,
 ) -> PackedPFN:
     """A compiled packed PFN (Adam, categorical cross-entropy, as EnergyFlow's PFN);
     ``jit_compile``: XLA or not (``"auto"``: see :func:`resolve_jit`); ``steps_per_execution``
-    training steps per call of the compiled step function (fewer round trips to Python)."""
+    training steps per call of the compiled step function (fewer round trips to Python);
+    ``event_jets`` > 0: an :class:`EventPFN` over that many jets per event (``n_features`` then
+    counts its jet slot column)."""
     jit = resolve_jit(jit_compile)
-    model = PackedPFN(phi_sizes, f_sizes, seed=seed, phi_dtype=phi_dtype)
+    if event_jets:
+        model: PackedPFN = EventPFN(phi_sizes, f_sizes, seed=seed, phi_dtype=phi_dtype, event_jets=event_jets)
+    else:
+        model = PackedPFN(phi_sizes, f_sizes, seed=seed, phi_dtype=phi_dtype)
     model.jit_compile = jit  # before the first call, which picks the segment-sum kernel
     x = example_batch(n_features)
     y_pred = model(x)  # create the weights

@@ -307,7 +307,7 @@ class CwolaConfig(StrictModel):
         return self
 
 
-STAGE_NAMES = ("toys", "generate", "process", "scan", "autoencoders", "baselines", "report")
+STAGE_NAMES = ("toys", "generate", "process", "scan", "cwola", "autoencoders", "baselines", "report")
 
 
 class AnalysisConfig(StrictModel):

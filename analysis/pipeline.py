@@ -1,6 +1,6 @@
 """The analysis chain run by ``run_analysis.py`` / ``make run`` (design section 6).
 
-toys -> generate -> process -> scan -> autoencoders -> baselines -> report, or the config's
+toys -> generate -> process -> scan -> cwola -> autoencoders -> baselines -> report, or the config's
 ``stages:`` subset. Each stage is timed into ``run.json`` and returns a one-line summary.
 A stage whose inputs (its config sections and everything upstream) are unchanged since it last
 finished is reused, so a rerun is cheap; ``--resume`` also continues a stage that was
@@ -9,7 +9,7 @@ interrupted (finished PFN trainings, datasets, trained autoencoders are kept).
 Results directory layout::
 
     run.json  report.md  report.html  sensitivity.json  comparison.png  stages.json
-    toys/  process/  scan/  autoencoders/  baselines/
+    toys/  process/  scan/  cwola/  autoencoders/  baselines/
 """
 
 from __future__ import annotations
@@ -111,6 +111,22 @@ def scan_stage(ctx: RunContext) -> str:
     return f"{null}; {sens}"
 
 
+def cwola_stage(ctx: RunContext) -> str:
+    """``cwola_pfn``: CWoLa hunting with the event-level PFN on the protocol's realisations."""
+    from analysis.cwola import run_cwola_sensitivity
+    from analysis.scan import load_processed, scan_inputs
+    from analysis.sensitivity.realizations import from_processed
+
+    cfg = ctx.config
+    if cfg.injection.kind == "none":
+        return "injection.kind is none: no signal to hunt"
+    columns, metadata = load_processed(ctx.process_dir)
+    real = from_processed(cfg, columns, metadata)
+    inputs = scan_inputs(columns, metadata, cfg, cfg.injection.kind)
+    entry = run_cwola_sensitivity(cfg, inputs, real, ctx.out_dir / "cwola", resume=ctx.options.resume, quiet=ctx.options.quiet)
+    return _three_sigma(entry)
+
+
 def autoencoder_stage(ctx: RunContext) -> str:
     """p-value maps from the background model, the autoencoders, and their p on every realisation."""
     from analysis.ae_scan import ae_sensitivity, model_names, train_models
@@ -157,7 +173,7 @@ def _three_sigma(entry: MethodEntry) -> str:
 
 StageFunc = Callable[[RunContext], str]
 STAGES: dict[str, StageFunc] = {
-    "toys": toy_stage, "generate": generate_stage, "process": process_stage, "scan": scan_stage,
+    "toys": toy_stage, "generate": generate_stage, "process": process_stage, "scan": scan_stage, "cwola": cwola_stage,
     "autoencoders": autoencoder_stage, "baselines": baseline_stage, "report": report_stage,
 }  # fmt: skip
 # What each stage's result depends on: config sections, and the stage whose output it reads.
@@ -165,11 +181,12 @@ _INPUTS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "generate": (("seed", "generation"), None),
     "process": (("selection", "histograms", "injection"), "generate"),
     "scan": (("scan", "injection", "histograms", "sensitivity", "generation"), "process"),
+    "cwola": (("cwola", "scan", "baselines", "injection", "histograms", "sensitivity", "generation"), "process"),
     "autoencoders": (("dataset", "autoencoders", "toys", "injection", "histograms", "sensitivity", "generation"), "process"),
     "baselines": (("baselines", "injection", "histograms", "sensitivity", "generation"), "process"),
 }
 # A stage is reused only when its key matches and its main output is still there.
-_OUTPUTS = {"process": "process/cutflow.json", "scan": "scan/auc_scan.json",
+_OUTPUTS = {"process": "process/cutflow.json", "scan": "scan/auc_scan.json", "cwola": "cwola/sensitivity.json",
             "autoencoders": "autoencoders/pvalue_vs_signal.json", "baselines": "baselines/baselines.json"}  # fmt: skip
 STATE_FILE = "stages.json"
 

@@ -87,6 +87,7 @@ TINY_CHAIN = {
     "autoencoders": {"models": ["dense", "conv_kl"], "epochs": 2, "batch_size": 32},
     "baselines": {"n_pseudo": 200, "fit_mass_step": 40},
     "sensitivity": {"realizations": 6, "n_signal": [0, 60, 180], "pfn_realizations": 3},
+    "cwola": {"realizations": 2, "folds": 3, "epochs": 2, "phi_sizes": [16, 16], "f_sizes": [16], "batch_size": 100},
 }  # fmt: skip
 
 

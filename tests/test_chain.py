@@ -13,18 +13,18 @@ from tests.conftest import run_cli
 def test_chain_writes_the_report_and_every_method_on_the_same_events(chain_results: Path) -> None:
     data = Sensitivity.read(chain_results / "sensitivity.json")
     methods = {m.method: m for m in data.methods}
-    assert {"pfn_auc", "bumphunter", "dijet_fit", "dense_ae", "conv_kl_ae"} <= set(methods)
+    assert {"cwola_pfn", "pfn_auc", "bumphunter", "dijet_fit", "dense_ae", "conv_kl_ae"} <= set(methods)
     assert data.protocol.n_signal == [0, 60, 180] and data.protocol.realizations == 6
     # every method ran on the same realisations: one fingerprint, one background count
     assert len({m.fingerprint for m in data.methods}) == 1
     assert len({m.background_events for m in data.methods}) == 1
     for entry in data.methods:
         assert [p.n_signal for p in entry.points] == [0, 60, 180]
-        assert entry.realizations == (3 if entry.method == "pfn_auc" else 6)
+        assert entry.realizations == {"pfn_auc": 3, "cwola_pfn": 2}.get(entry.method, 6)
         assert len(entry.null_p_global) == entry.realizations
         assert entry.z_global_meaning
     record = json.loads((chain_results / "run.json").read_text())
-    assert set(record["timings_s"]) >= {"toys", "generate", "process", "scan", "autoencoders", "baselines", "report"}
+    assert set(record["timings_s"]) >= {"toys", "generate", "process", "scan", "cwola", "autoencoders", "baselines", "report"}
     report = (chain_results / "report.md").read_text()
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert {"comparison.png", "null_calibration.png", "scan/auc_scan.png"} <= set(linked)
@@ -41,8 +41,8 @@ def test_rerun_reuses_every_finished_stage(chain_results: Path) -> None:
     config = chain_results.parent / "tiny.yaml"
     proc = run_cli("run", "--config", str(config), cwd=chain_results.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for stage in ("process", "scan", "autoencoders", "baselines"):
-        assert re.search(rf"\[\d/7 {stage}\] unchanged since its last run: reused", proc.stdout), proc.stdout
+    for stage in ("process", "scan", "cwola", "autoencoders", "baselines"):
+        assert re.search(rf"\[\d/8 {stage}\] unchanged since its last run: reused", proc.stdout), proc.stdout
     assert (chain_results / "sensitivity.json").read_text() == before
 
 

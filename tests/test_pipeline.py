@@ -17,7 +17,7 @@ CHANGES = {
     "seed": 5, "generation": {"qcd_events": 123}, "selection": {"jet_pt_min": 340},
     "histograms": {"mjj_bin_width": 20}, "injection": {"sizes": [50]}, "scan": {"epochs": 3},
     "dataset": {"toys": 99}, "autoencoders": {"epochs": 3}, "toys": {"wavelet_id": 1},
-    "baselines": {"n_pseudo": 99}, "sensitivity": {"realizations": 7},
+    "baselines": {"n_pseudo": 99}, "sensitivity": {"realizations": 7}, "cwola": {"folds": 4},
 }  # fmt: skip
 
 

@@ -510,7 +510,7 @@ def run_cwola_sensitivity(
     ``out_dir/sensitivity.json`` with its plots; ``resume`` keeps the finished trainings of an
     interrupted run (same config and events)."""
     out_dir = Path(out_dir)
-    _check_events(inputs, real)
+    inputs.check_realizations(real, METHOD)
     cw = cfg.cwola
     n_real = int(cw.realizations)
     if n_real > real.n_realizations:
@@ -679,17 +679,6 @@ def build_entry(found: dict[str, Any], real: Realizations, windows: list[Window]
         result, background_events=real.background_events, fingerprint=real.fingerprint,
         z_global_meaning=meaning, s_over_b=real.s_over_b(), notes=notes, details=details,
     )  # fmt: skip
-
-
-def _check_events(inputs: ScanInputs, real: Realizations) -> None:
-    """The realisations must index the same background and pool events as the PFN inputs."""
-    same_background = np.array_equal(real.background_mjj, inputs.background.mjj)
-    same_pool = inputs.pool is not None and np.array_equal(real.pool_mjj, inputs.pool.mjj)
-    if not (same_background and same_pool):
-        raise InputError(
-            f"{METHOD}: the realisations' background or signal pool is not the PFN inputs' (injection kind "
-            f"{inputs.kind!r}); build both from the same processed events and config"
-        )  # fmt: skip
 
 
 def _key(settings: dict[str, Any], windows: list[Window], folds: int, seed: int, inputs: ScanInputs,

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from analysis.errors import ConfigError, InputError
+from analysis.errors import ConfigError
 from analysis.scan import (
     ScanInputs,
     ScanSetup,
@@ -171,7 +171,7 @@ def run_pfn_sensitivity(
     ``out_dir/sensitivity.json`` and ``sensitivity_pfn_auc.png``; ``resume`` keeps the finished
     trainings of an interrupted run (same config and events)."""
     out_dir = Path(out_dir)
-    _check_events(inputs, real)
+    inputs.check_realizations(real, METHOD)
     sens = cfg.sensitivity
     n_real = sens.pfn_realizations
     if n_real < 3:
@@ -248,17 +248,6 @@ def build_entry(
         result, background_events=real.background_events, fingerprint=real.fingerprint,
         z_global_meaning=Z_GLOBAL_MEANING, s_over_b=real.s_over_b(), notes=notes, details=details,
     )  # fmt: skip
-
-
-def _check_events(inputs: ScanInputs, real: Realizations) -> None:
-    """The realisations must index the same background and pool events as the PFN inputs."""
-    same_background = np.array_equal(real.background_mjj, inputs.background.mjj)
-    same_pool = inputs.pool is not None and np.array_equal(real.pool_mjj, inputs.pool.mjj)
-    if not (same_background and same_pool):
-        raise InputError(
-            f"{METHOD}: the realisations' background or signal pool is not the PFN inputs' (injection kind "
-            f"{inputs.kind!r}); build both from the same processed events and config"
-        )  # fmt: skip
 
 
 def _key(setup: ScanSetup, inputs: ScanInputs, real: Realizations, fractions: tuple[float, float]) -> str:

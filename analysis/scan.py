@@ -113,6 +113,16 @@ class ScanInputs:
     mass: float | None
     fingerprint: str  # of the events' m_jj (the particle-id mapping is in the checkpoint keys)
 
+    def check_realizations(self, real: Any, method: str) -> None:
+        """The protocol's realisations must index these background and pool events (same order)."""
+        same_background = np.array_equal(real.background_mjj, self.background.mjj)
+        same_pool = self.pool is not None and np.array_equal(real.pool_mjj, self.pool.mjj)
+        if not (same_background and same_pool):
+            raise InputError(
+                f"{method}: the realisations' background or signal pool is not the PFN inputs' (injection kind "
+                f"{self.kind!r}); build both from the same processed events and config"
+            )  # fmt: skip
+
     @property
     def particle_ids(self) -> str:
         return self.background.particle_ids

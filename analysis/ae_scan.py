@@ -348,7 +348,7 @@ def ae_sensitivity(
                 f"{n}: {'<' if b else ''}{v:.3g}" for n, v, b in zip(sizes, quantiles["p_values"], quantiles["bound"], strict=True)
             )
             print(f"[autoencoders] {name}: median p = {{{text}}}; sample background p = "
-                  f"{'<' if sample_bound else ''}{sample_p:.3g}; 3 sigma at {entry.n_signal_3sigma.global_}", flush=True)  # fmt: skip
+                  f"{'<' if sample_bound else ''}{sample_p:.3g}; 3 sigma at {entry.crossing_text()}", flush=True)  # fmt: skip
     inputs = {label: maps[i] for label, i in picks.items()}
     save(reconstructions_figure(inputs, shown, "realisation 0"), out_dir / "reconstructions.png")
     merge_entries(out_dir / "sensitivity.json", entries, real.protocol())

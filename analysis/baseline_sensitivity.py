@@ -190,15 +190,11 @@ def run_baselines(real: Realizations, cfg: AnalysisConfig, out_dir: Path, quiet:
         save(sensitivity_figure(entry), out_dir / f"sensitivity_{entry.method}.png")
     if not quiet:
         for e in entries:
-            print(f"[baselines] {e.method}: {e.realizations} realisations, global 3 sigma at {_n(e.n_signal_3sigma.global_)}, "
-                  f"5 sigma at {_n(e.n_signal_5sigma.global_)} events (local {_n(e.n_signal_3sigma.local)} / "
-                  f"{_n(e.n_signal_5sigma.local)}); {found.seconds['per_spectrum'] * 1e3:.0f} ms per spectrum, "
+            print(f"[baselines] {e.method}: {e.realizations} realisations, global 3 sigma at {e.crossing_text(3)}, "
+                  f"5 sigma at {e.crossing_text(5)} events (local {e.crossing_text(3, 'local')} / "
+                  f"{e.crossing_text(5, 'local')}); {found.seconds['per_spectrum'] * 1e3:.0f} ms per spectrum, "
                   f"{found.seconds['toys']:.0f} s of toys", flush=True)  # fmt: skip
     return entries
-
-
-def _n(value: float | None) -> str:
-    return "not reached" if value is None else f"{value:.0f}"
 
 
 def _per_size(values: np.ndarray, digits: int = 4) -> list[list[float]]:

@@ -211,7 +211,7 @@ def run_pfn_sensitivity(
         per = f", {seconds / len(todo):.1f} s each" if todo else ""
         print(
             f"[sensitivity] {METHOD}: {len(tasks)} trainings ({len(todo)} run now{per}); global 3 sigma at "
-            f"{entry.n_signal_3sigma.global_}, 5 sigma at {entry.n_signal_5sigma.global_} events", flush=True,
+            f"{entry.crossing_text(3)}, 5 sigma at {entry.crossing_text(5)} events", flush=True,
         )  # fmt: skip
     return entry
 

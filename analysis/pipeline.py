@@ -165,10 +165,8 @@ def report_stage(ctx: RunContext) -> str:
 
 
 def _three_sigma(entry: MethodEntry) -> str:
-    """``bumphunter: global 3 sigma at 821 events`` (or below N, a bound; or not reached)."""
-    n, limit = entry.n_signal_3sigma.global_, entry.n_signal_3sigma_limit.global_
-    where = f"{n:.0f} events" if n is not None else f"< {limit:.0f} events (bound)" if limit is not None else "not reached"
-    return f"{entry.method}: global 3 sigma at {where}"
+    """``bumphunter: global 3 sigma at 821`` (or ``< 1000 (bound)``, or ``not reached``) injected events."""
+    return f"{entry.method}: global 3 sigma at {entry.crossing_text()}"
 
 
 StageFunc = Callable[[RunContext], str]

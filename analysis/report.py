@@ -107,10 +107,6 @@ def collect_sensitivity(results: Path) -> Sensitivity:
     return combined
 
 
-def _n(value: float | None) -> str:
-    return "not reached" if value is None else f"{value:.0f}"
-
-
 def _end(value: float | None, limit: float | None) -> str:
     if value is not None:
         return f"{value:.0f}"

@@ -152,3 +152,17 @@ def test_sensitivity_json_errors_name_the_file(tmp_path: Path) -> None:
     path.write_text("{")
     with pytest.raises(InputError, match=r"not a readable sensitivity\.json"):
         Sensitivity.read(path)
+
+
+def test_crossing_text_reads_values_bounds_and_misses() -> None:
+    rng = np.random.default_rng(4)
+    null, strong = rng.random(50), np.full(50, 1e-9)
+    p_global = np.stack([null, null, strong], axis=1)
+    bound = np.stack([null < 0, null < 0, strong > 0], axis=1)  # every N = 300 p is only a bound
+    entry = summarise(MethodResult("toy", "xgg_m900", [0, 100, 300], p_global / 10, p_global, bound_global=bound),
+                      background_events=9000, fingerprint="abc", z_global_meaning="test")  # fmt: skip
+    assert entry.crossing_text(3) == "< 300 (bound)"  # never read off the bound
+    assert entry.crossing_text(3, "local") == f"{entry.n_signal_3sigma.local:.0f}"  # local: no bounds, a value
+    flat = summarise(MethodResult("toy", "xgg_m900", [0, 100], np.stack([null, null], 1), np.stack([null, null], 1)),
+                     background_events=9000, fingerprint="abc", z_global_meaning="test")  # fmt: skip
+    assert flat.crossing_text(5) == "not reached"

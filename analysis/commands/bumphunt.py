@@ -54,6 +54,6 @@ def main(args: argparse.Namespace) -> int:
     record.write()
     if not args.quiet:
         for e in entries:
-            print(f"{e.method}: global 3 sigma at {e.n_signal_3sigma.global_}, 5 sigma at {e.n_signal_5sigma.global_} "
-                  f"injected events (local {e.n_signal_3sigma.local}, {e.n_signal_5sigma.local})")  # fmt: skip
+            print(f"{e.method}: global 3 sigma at {e.crossing_text(3)}, 5 sigma at {e.crossing_text(5)} "
+                  f"injected events (local {e.crossing_text(3, 'local')}, {e.crossing_text(5, 'local')})")  # fmt: skip
     return 0

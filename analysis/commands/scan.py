@@ -131,8 +131,8 @@ def _sensitivity(cfg, columns, metadata, out: Path, kind: str, epochs: int | Non
     real = from_processed(cfg, columns, metadata)
     inputs = scan_inputs(columns, metadata, cfg, kind)
     entry = run_pfn_sensitivity(cfg, inputs, real, out, resume=resume, quiet=quiet, data_parallel=data_parallel)
-    n3, n5 = entry.n_signal_3sigma, entry.n_signal_5sigma
     return (
-        f"pfn_auc ({entry.signal}, {entry.realizations} realisations): global 3 sigma at {n3.global_}, "
-        f"5 sigma at {n5.global_} events (local {n3.local}, {n5.local}); {out / 'sensitivity.json'}"
+        f"pfn_auc ({entry.signal}, {entry.realizations} realisations): global 3 sigma at {entry.crossing_text(3)}, "
+        f"5 sigma at {entry.crossing_text(5)} events (local {entry.crossing_text(3, 'local')}, "
+        f"{entry.crossing_text(5, 'local')}); {out / 'sensitivity.json'}"
     )  # fmt: skip

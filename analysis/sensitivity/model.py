@@ -90,6 +90,15 @@ class MethodEntry(_Model):
     def point(self, n_signal: int) -> Point:
         return next(p for p in self.points if p.n_signal == n_signal)
 
+    def crossing_text(self, sigma: int = 3, kind: str = "global") -> str:
+        """``821``, ``< 1000 (bound)`` or ``not reached``: where the median Z reaches ``sigma``."""
+        attr = "global_" if kind == "global" else "local"
+        value = getattr(getattr(self, f"n_signal_{sigma}sigma"), attr)
+        limit = getattr(getattr(self, f"n_signal_{sigma}sigma_limit"), attr)
+        if value is not None:
+            return f"{value:.0f}"
+        return f"< {limit:.0f} (bound)" if limit is not None else "not reached"
+
 
 class Protocol(_Model):
     """The shared pseudo-datasets every method runs on."""

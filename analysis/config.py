@@ -86,10 +86,15 @@ class InjectionConfig(StrictModel):
     """Signal injection into the background m_jj spectrum (seeded by the top-level seed)."""
 
     kind: Literal["none", "resonance", "gluon_pairs"] = Field(
-        "resonance", description="resonance: xgg-sample events; gluon_pairs: gg-matched background events in a bin"
+        "resonance", description="resonance: events of a signal sample; gluon_pairs: gg-matched background events in a bin"
     )
+    signals: list[Literal["xgg", "wprime"]] = Field(
+        ["xgg", "wprime"], min_length=1,
+        description="resonance: the signal processes, each measured on its own (one method table each); "
+                    "single-signal commands and the processor's injected histograms use the first",
+    )  # fmt: skip
     sizes: list[int] = Field([100, 300, 1000], description="numbers of injected events k")
-    mass: float | None = Field(None, gt=0, description="resonance: the xgg sample's mass (null: every xgg dataset)")
+    mass: float | None = Field(None, gt=0, description="resonance: the signal sample's mass (null: every dataset of the process)")
     bin: int = Field(2, ge=0, description="gluon_pairs: index of the analysis bin the injected m_jj lies in")
     pool_fraction: float = Field(
         0.2, gt=0, lt=1, description="gluon_pairs: share of background events set aside as the injection pool"
@@ -99,7 +104,23 @@ class InjectionConfig(StrictModel):
     def _sizes(self) -> InjectionConfig:
         if any(k < 1 for k in self.sizes):
             raise ValueError(f"sizes must be positive event counts (got {self.sizes})")
+        if len(set(self.signals)) != len(self.signals):
+            raise ValueError(f"signals: {self.signals} names a process twice")
         return self
+
+    @property
+    def signal(self) -> str:
+        """The signal process of single-signal work (the first of ``signals``)."""
+        return self.signals[0]
+
+    @property
+    def label(self) -> str:
+        """The injected signal's short name: the signal process (``xgg``), or ``gluon_pairs``."""
+        return self.signal if self.kind != "gluon_pairs" else self.kind
+
+    def only(self, signal: str) -> InjectionConfig:
+        """This section with ``signal`` as its only signal process."""
+        return self.model_copy(update={"signals": [signal]})
 
 
 class ProcessingConfig(StrictModel):
@@ -348,6 +369,16 @@ class AnalysisConfig(StrictModel):
         """Resolve a path from the config against the config file's directory."""
         return path if path.is_absolute() else self.base_dir / path
 
+    def for_signal(self, signal: str) -> AnalysisConfig:
+        """This config measuring ``signal`` only (``injection.signals = [signal]``)."""
+        return self.model_copy(update={"injection": self.injection.only(signal)})
+
+    def signal_configs(self) -> list[AnalysisConfig]:
+        """One config per signal process of ``injection.signals``, in order (one for gluon pairs)."""
+        if self.injection.kind != "resonance":
+            return [self]
+        return [self.for_signal(s) for s in self.injection.signals]
+
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain JSON-able data (for run.json)."""
         return self.model_dump(mode="json")
@@ -428,13 +459,29 @@ def validate(model: type[M], data: Any, source: str, **context: Any) -> M:
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> AnalysisConfig:
     """Load and validate an analysis config (default: ``configs/default.yaml``)."""
     path = Path(path) if path is not None else DEFAULT_CONFIG
+    data = _read_with_base(path, [])
+    data = _merge(data, overrides or {})
+    return validate(AnalysisConfig, data, str(path), base_dir=path.resolve().parent)
+
+
+def _read_with_base(path: Path, seen: list[Path]) -> dict[str, Any]:
+    """A config file's keys over those of the config it ``extends`` (a file beside it, by name)."""
     data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys, got {type(data).__name__}")
     if "base_dir" in data:
         raise ConfigError(f"{path}: base_dir: unknown key")
-    data = _merge(data, overrides or {})
-    return validate(AnalysisConfig, data, str(path), base_dir=path.resolve().parent)
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or Path(base).name != base or not base.endswith((".yaml", ".yml")):
+        raise ConfigError(f"{path}: extends: {base!r} must name a .yaml file in the same directory")
+    base_path = path.resolve().parent / base
+    if base_path in seen or base_path == path.resolve():
+        raise ConfigError(f"{path}: extends: {base} extends itself")
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: extends: {base_path} not found")
+    return _merge(_read_with_base(base_path, [*seen, path.resolve()]), data)
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

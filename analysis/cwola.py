@@ -68,7 +68,7 @@ from scipy import stats
 
 from analysis.atomic import write_json
 from analysis.errors import ConfigError, InputError
-from analysis.scan import ScanInputs, open_checkpoints, run_trainings
+from analysis.scan import ScanInputs, open_checkpoints, open_shared_checkpoints, run_trainings
 from analysis.sensitivity.model import MethodEntry, merge_entries
 from analysis.sensitivity.plots import sensitivity_figure
 from analysis.sensitivity.realizations import Realizations
@@ -504,11 +504,13 @@ def truth_diagnostics(events: WindowEvents, scores: np.ndarray, efficiencies: li
 # -- running ---------------------------------------------------------------------------------
 def run_cwola_sensitivity(
     cfg: Any, inputs: ScanInputs, real: Realizations, out_dir: Path, resume: bool = False,
-    quiet: bool = False,
+    quiet: bool = False, null_dir: Path | None = None,
 ) -> MethodEntry:  # fmt: skip
     """Train every (realisation, N, window, fold), write the ``cwola_pfn`` entry into
     ``out_dir/sensitivity.json`` with its plots; ``resume`` keeps the finished trainings of an
-    interrupted run (same config and events)."""
+    interrupted run (same config and events). ``null_dir``: a store of the background-only
+    (N = 0) trainings shared by every signal injected into the same events (found there, they
+    are not rerun)."""
     out_dir = Path(out_dir)
     inputs.check_realizations(real, METHOD)
     cw = cfg.cwola
@@ -525,7 +527,12 @@ def run_cwola_sensitivity(
     key = _key(settings, windows, cw.folds, seed, inputs, real)
     ckpt_dir = out_dir / CHECKPOINTS
     done = open_checkpoints(ckpt_dir, key, resume)
+    null_key = _key(settings, windows, cw.folds, seed, inputs, real, background_only=True)
+    if null_dir is not None:
+        shared = open_shared_checkpoints(Path(null_dir) / CHECKPOINTS, null_key)
+        done.update({t.name: shared[t.name] for t in tasks if t.n_signal == 0 and t.name in shared})
     todo = [t for t in tasks if t.name not in done]
+    null_todo = [t for t in todo if null_dir is not None and t.n_signal == 0]
     cache: dict[tuple[int, int, int], WindowEvents] = {}
 
     def events_of(r: int, n: int, w: int) -> WindowEvents:
@@ -541,8 +548,11 @@ def run_cwola_sensitivity(
         return f"r{task.realization} N={task.n_signal} w{task.window} f{task.fold} {rec['seconds']:.1f} s"
 
     started = time.perf_counter()
-    run_trainings(todo, work, ckpt_dir, key, done, settings, quiet=quiet, label=label,
-                  desc=f"{METHOD} trainings")  # fmt: skip
+    if null_todo:
+        run_trainings(null_todo, work, Path(null_dir) / CHECKPOINTS, null_key, done, settings, quiet=quiet,
+                      label=label, desc=f"{METHOD} trainings (N = 0, shared)")  # fmt: skip
+    run_trainings([t for t in todo if t not in null_todo], work, ckpt_dir, key, done, settings, quiet=quiet,
+                  label=label, desc=f"{METHOD} trainings")  # fmt: skip
     train_seconds = time.perf_counter() - started
     started = time.perf_counter()
     found = analyse(cfg, real, windows, n_real, seed, done)
@@ -682,10 +692,12 @@ def build_entry(found: dict[str, Any], real: Realizations, windows: list[Window]
 
 
 def _key(settings: dict[str, Any], windows: list[Window], folds: int, seed: int, inputs: ScanInputs,
-         real: Realizations) -> str:  # fmt: skip
-    """Hash of what a training's scores depend on besides its own (r, N, window, fold)."""
-    data = [METHOD, settings, [w.to_dict() for w in windows], folds, seed, inputs.fingerprint,
-            inputs.particle_ids, real.fingerprint]  # fmt: skip
+         real: Realizations, background_only: bool = False) -> str:  # fmt: skip
+    """Hash of what a training's scores depend on besides its own (r, N, window, fold);
+    ``background_only``: of an N = 0 training, which does not depend on the signal."""
+    events = ([inputs.background_fingerprint, real.background_fingerprint] if background_only
+              else [inputs.fingerprint, real.fingerprint])  # fmt: skip
+    data = [METHOD, settings, [w.to_dict() for w in windows], folds, seed, inputs.particle_ids, *events]
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

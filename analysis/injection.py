@@ -2,9 +2,10 @@
 
 Two kinds, both drawn without replacement from a pool disjoint from the background sample:
 
-- ``resonance``: the pool is the selected events of the ``xgg`` datasets (fileset metadata
-  ``process: xgg``; with ``injection.mass`` set, only datasets of that mass); the background
-  sample is every selected event of the ``qcd`` datasets.
+- ``resonance``: the pool is the selected events of the datasets of the signal process
+  ``injection.signal`` (the first of ``injection.signals``: fileset metadata ``process: xgg`` or
+  ``wprime``; with ``injection.mass`` set, only datasets of that mass); the background sample is
+  every selected event of the ``qcd`` datasets.
 - ``gluon_pairs`` (the reference workflow's injection): the ``qcd`` events are split at random
   (seeded) into a reserve (``injection.pool_fraction`` of them) and the background sample (the
   rest); the pool is the reserved events whose selected jets are all gluon-matched
@@ -31,7 +32,6 @@ from analysis.config import HistogramsConfig, InjectionConfig
 from analysis.errors import ConfigError
 
 BACKGROUND_PROCESS = "qcd"
-SIGNAL_PROCESS = "xgg"
 _KIND_CODE = {"resonance": 1, "gluon_pairs": 2}
 
 
@@ -101,11 +101,11 @@ def plan_injection(
     if cfg.kind == "resonance":
         inj.pool_datasets = [
             d for d, m in metadata.items()
-            if m.get("process") == SIGNAL_PROCESS and (cfg.mass is None or _same_mass(m.get("mass"), cfg.mass))
+            if m.get("process") == cfg.signal and (cfg.mass is None or _same_mass(m.get("mass"), cfg.mass))
         ]  # fmt: skip
         if not inj.pool_datasets:
             mass = "" if cfg.mass is None else f" and mass {cfg.mass:g}"
-            inj.note = f"no dataset with metadata process: {SIGNAL_PROCESS}{mass} in the fileset"
+            inj.note = f"no dataset with metadata process: {cfg.signal}{mass} in the fileset"
             return inj
         inj.background, inj.pool = background, _concat([columns[d] for d in inj.pool_datasets])
     else:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from analysis.scan import (
     bin_pair_jets,
     kept_pairs,
     open_checkpoints,
+    open_shared_checkpoints,
     run_trainings,
     setup_from_config,
     train_split,
@@ -165,11 +166,12 @@ def null_checks(aucs: np.ndarray, null_column: int, pairs: list[tuple[int, int]]
 # -- running ---------------------------------------------------------------------------------
 def run_pfn_sensitivity(
     cfg: Any, inputs: ScanInputs, real: Realizations, out_dir: Path, resume: bool = False, quiet: bool = False,
-    *, devices: list[str] | None = None, data_parallel: bool | None = None,
+    *, devices: list[str] | None = None, data_parallel: bool | None = None, null_dir: Path | None = None,
 ) -> MethodEntry:  # fmt: skip
     """Train every (realisation, N, pair), write the ``pfn_auc`` entry into
     ``out_dir/sensitivity.json`` and ``sensitivity_pfn_auc.png``; ``resume`` keeps the finished
-    trainings of an interrupted run (same config and events)."""
+    trainings of an interrupted run (same config and events). ``null_dir``: a store of the
+    background-only (N = 0) trainings shared by every signal injected into the same events."""
     out_dir = Path(out_dir)
     inputs.check_realizations(real, METHOD)
     sens = cfg.sensitivity
@@ -188,18 +190,25 @@ def run_pfn_sensitivity(
     key = _key(setup, inputs, real, fractions)
     ckpt_dir = out_dir / CHECKPOINTS
     done = open_checkpoints(ckpt_dir, key, resume)
+    null_key = _key(setup, inputs, real, fractions, background_only=True)
+    if null_dir is not None:
+        shared = open_shared_checkpoints(Path(null_dir) / CHECKPOINTS, null_key)
+        done.update({t.name: shared[t.name] for t in tasks if t.n_signal == 0 and t.name in shared})
     todo = [t for t in tasks if t.name not in done]
+    null_todo = [t for t in todo if null_dir is not None and t.n_signal == 0]
     started = time.perf_counter()
 
     def label(task: PfnTask, rec: dict[str, Any]) -> str:
         return f"r{task.realization} N={task.n_signal} {task.pair[0]}-{task.pair[1]} AUC {rec['auc']:.3f}"
 
-    run_trainings(
-        todo, lambda t, parallel: run_task(setup, fractions, inputs, real, t, parallel), ckpt_dir, key, done,
-        setup.settings, quiet=quiet, devices=devices,
-        data_parallel=cfg.scan.data_parallel if data_parallel is None else data_parallel, label=label,
-        desc="pfn_auc trainings",
-    )  # fmt: skip
+    def work(task: PfnTask, parallel: Any) -> dict[str, Any]:
+        return run_task(setup, fractions, inputs, real, task, parallel)
+
+    parallel = cfg.scan.data_parallel if data_parallel is None else data_parallel
+    for part, store, part_key, desc in ((null_todo, Path(null_dir or out_dir) / CHECKPOINTS, null_key, " (N = 0, shared)"),
+                                        ([t for t in todo if t not in null_todo], ckpt_dir, key, "")):  # fmt: skip
+        run_trainings(part, work, store, part_key, done, setup.settings, quiet=quiet, devices=devices,
+                      data_parallel=parallel, label=label, desc=f"pfn_auc trainings{desc}")  # fmt: skip
     seconds = time.perf_counter() - started
     aucs = np.array([[[done[PfnTask(r, n, p).name]["auc"] for p in pairs] for n in n_signal] for r in range(n_real)])
     entry = build_entry(aucs, pairs, real, setup, fractions)
@@ -250,9 +259,15 @@ def build_entry(
     )  # fmt: skip
 
 
-def _key(setup: ScanSetup, inputs: ScanInputs, real: Realizations, fractions: tuple[float, float]) -> str:
-    """Hash of what a training's AUC depends on besides its own (r, N, pair)."""
-    data = [METHOD, setup.key(inputs.fingerprint), real.fingerprint, list(fractions)]
+def _key(setup: ScanSetup, inputs: ScanInputs, real: Realizations, fractions: tuple[float, float],
+         background_only: bool = False) -> str:  # fmt: skip
+    """Hash of what a training's AUC depends on besides its own (r, N, pair); ``background_only``:
+    of an N = 0 training, which does not depend on the signal (its pool, mass or name)."""
+    if background_only:
+        neutral = replace(setup, kind="background_only", n_inject=0, mass=None)
+        data = [METHOD, neutral.key(inputs.background_fingerprint), real.background_fingerprint, list(fractions)]
+    else:
+        data = [METHOD, setup.key(inputs.fingerprint), real.fingerprint, list(fractions)]
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -8,8 +8,13 @@ interrupted (finished PFN trainings, datasets, trained autoencoders are kept).
 
 Results directory layout::
 
-    run.json  report.md  report.html  sensitivity.json  comparison.png  stages.json
+    run.json  report.md  report.html  sensitivity.json  stages.json
+    comparison_<signal>.png  comparison_local_<signal>.png  null_calibration_<signal>.png
     toys/  process/  scan/  cwola/  autoencoders/  baselines/
+
+The signal-dependent stages measure each signal of ``injection.signals`` on its own, in
+``<stage>/<signal>/`` (``cwola/xgg/``, ``cwola/wprime/``), and join the entries in
+``<stage>/sensitivity.json``; the report has one method table per signal.
 """
 
 from __future__ import annotations
@@ -78,13 +83,22 @@ def toy_stage(ctx: RunContext) -> str:
     return f"toy spectra and {len(PLOT_KINDS)} plots in {out}"
 
 
+def _signals(cfg: AnalysisConfig) -> tuple[str, ...]:
+    """The signal samples the chain generates and measures (none unless a resonance is injected)."""
+    return tuple(cfg.injection.signals) if cfg.injection.kind == "resonance" else ()
+
+
 def generate_stage(ctx: RunContext) -> str:
-    """The default samples (qcd and xgg at the configured mass), cached under generation.data_dir."""
+    """The default samples (qcd and each signal at its configured mass), cached under generation.data_dir."""
     from analysis.generation import default_samples
 
     gen = ctx.config.generation
-    paths = default_samples(ctx.config, workers=ctx.options.workers, quiet=ctx.options.quiet)
-    return f"{gen.qcd_events} qcd + {gen.xgg_events} xgg (M = {gen.xgg_mass:g} GeV) events: {', '.join(map(str, paths))}"
+    signals = _signals(ctx.config)
+    paths = default_samples(ctx.config, workers=ctx.options.workers, quiet=ctx.options.quiet, signals=signals)
+    made = " + ".join([f"{gen.qcd_events} qcd"] + [
+        f"{getattr(gen, f'{s}_events')} {s} (M = {getattr(gen, f'{s}_mass'):g} GeV)" for s in signals
+    ])  # fmt: skip
+    return f"{made} events: {', '.join(map(str, paths))}"
 
 
 def process_stage(ctx: RunContext) -> str:
@@ -92,68 +106,113 @@ def process_stage(ctx: RunContext) -> str:
     from analysis.commands.process import process_fileset
     from analysis.generation import default_samples
 
-    filesets = default_samples(ctx.config, workers=ctx.options.workers, quiet=True)  # cached: no generation
+    filesets = default_samples(ctx.config, workers=ctx.options.workers, quiet=True, signals=_signals(ctx.config))  # cached
     o = ctx.options
     result = process_fileset(filesets, ctx.process_dir, ctx.config, executor=o.executor, workers=o.workers,
                              scheduler=o.scheduler, quiet=o.quiet)  # fmt: skip
     return result.summary_line()
 
 
+NULL_STORE = "background_only"  # <stage>/background_only/: the N = 0 trainings every signal shares
+
+
+def _per_signal(ctx: RunContext, stage: str, run: Callable[[AnalysisConfig, Path], list[MethodEntry]]) -> str:
+    """Run ``run(config of one signal, its directory)`` for every signal of ``injection.signals``
+    (``<stage>/<signal>/``, e.g. ``cwola/wprime/``), then join their entries in
+    ``<stage>/sensitivity.json``; returns the summary line."""
+    from analysis.sensitivity.model import Sensitivity
+
+    out, lines, parts = ctx.out_dir / stage, [], []
+    for cfg in ctx.config.signal_configs():
+        sub = out / cfg.injection.label
+        sub.mkdir(parents=True, exist_ok=True)
+        entries = run(cfg, sub)
+        lines.append(f"{cfg.injection.label}: " + ", ".join(_three_sigma(e) for e in entries))
+        parts.append(sub / "sensitivity.json")
+    Sensitivity.combined(p for p in parts if p.is_file()).write(out / "sensitivity.json")
+    return "; ".join(lines)
+
+
 def scan_stage(ctx: RunContext) -> str:
-    """The null adjacent-bin PFN scan over every pair, then ``pfn_auc`` on the protocol's realisations."""
+    """The null adjacent-bin PFN scan over every pair, then ``pfn_auc`` on the protocol's realisations
+    of every signal (``scan/<signal>/``)."""
     from analysis.commands.scan import scan_stage as run_scan_stage
+    from analysis.pfn_sensitivity import run_pfn_sensitivity
+    from analysis.scan import load_processed, scan_inputs
+    from analysis.sensitivity.realizations import from_processed
 
     cfg, out, o = ctx.config, ctx.out_dir / "scan", ctx.options
     null = run_scan_stage(cfg, ctx.process_dir, out, resume=o.resume, quiet=o.quiet)
     if cfg.injection.kind == "none":
         return null
-    sens = run_scan_stage(cfg, ctx.process_dir, out, kind=cfg.injection.kind, sensitivity=True, resume=o.resume, quiet=o.quiet)
-    return f"{null}; {sens}"
+    columns, metadata = load_processed(ctx.process_dir)
+
+    def pfn_auc(sig: AnalysisConfig, sub: Path) -> list[MethodEntry]:
+        real = from_processed(sig, columns, metadata)
+        inputs = scan_inputs(columns, metadata, sig, sig.injection.kind)
+        return [run_pfn_sensitivity(sig, inputs, real, sub, resume=o.resume, quiet=o.quiet,
+                                    data_parallel=sig.scan.data_parallel, null_dir=out / NULL_STORE)]  # fmt: skip
+
+    return f"{null}; {_per_signal(ctx, 'scan', pfn_auc)}"
 
 
 def cwola_stage(ctx: RunContext) -> str:
-    """``cwola_pfn``: CWoLa hunting with the event-level PFN on the protocol's realisations."""
+    """``cwola_pfn``: CWoLa hunting with the event-level PFN on the protocol's realisations of every signal."""
     from analysis.cwola import run_cwola_sensitivity
     from analysis.scan import load_processed, scan_inputs
     from analysis.sensitivity.realizations import from_processed
 
-    cfg = ctx.config
-    if cfg.injection.kind == "none":
+    if ctx.config.injection.kind == "none":
         return "injection.kind is none: no signal to hunt"
     columns, metadata = load_processed(ctx.process_dir)
-    real = from_processed(cfg, columns, metadata)
-    inputs = scan_inputs(columns, metadata, cfg, cfg.injection.kind)
-    entry = run_cwola_sensitivity(cfg, inputs, real, ctx.out_dir / "cwola", resume=ctx.options.resume, quiet=ctx.options.quiet)
-    return _three_sigma(entry)
+
+    def cwola(sig: AnalysisConfig, sub: Path) -> list[MethodEntry]:
+        real = from_processed(sig, columns, metadata)
+        inputs = scan_inputs(columns, metadata, sig, sig.injection.kind)
+        return [run_cwola_sensitivity(sig, inputs, real, sub, resume=ctx.options.resume, quiet=ctx.options.quiet,
+                                      null_dir=ctx.out_dir / "cwola" / NULL_STORE)]  # fmt: skip
+
+    return _per_signal(ctx, "cwola", cwola)
 
 
 def autoencoder_stage(ctx: RunContext) -> str:
-    """p-value maps from the background model, the autoencoders, and their p on every realisation."""
+    """p-value maps from the background model, the autoencoders (trained once: the maps describe
+    the background only), and their p on every signal's realisations."""
     from analysis.ae_scan import ae_sensitivity, model_names, train_models
     from analysis.dataset import build_dataset_from_realizations
-    from analysis.sensitivity.realizations import load_realizations
+    from analysis.scan import load_processed
+    from analysis.sensitivity.realizations import from_processed
 
     cfg, out, quiet = ctx.config, ctx.out_dir / "autoencoders", ctx.options.quiet
     ae = cfg.autoencoders
-    real = load_realizations(cfg, ctx.process_dir)
-    build_dataset_from_realizations(real, out / "dataset", cfg, quiet=quiet, normalise=cfg.dataset.normalise)
+    columns, metadata = load_processed(ctx.process_dir, constituents=False)
+    reals = {sig.injection.signal: from_processed(sig, columns, metadata) for sig in cfg.signal_configs()}
+    build_dataset_from_realizations(next(iter(reals.values())), out / "dataset", cfg, quiet=quiet,
+                                    normalise=cfg.dataset.normalise)  # fmt: skip
     names = model_names(ae.models)
     train_models(out / "dataset", out / "models", names, epochs=ae.epochs, batch_size=ae.batch_size,
                  patience=ae.patience, learning_rate=ae.learning_rate, code_size=ae.code_size,
                  validation_fraction=ae.validation_fraction, seed=cfg.seed, quiet=quiet,
                  conv_filters=list(ae.conv_filters))  # fmt: skip
-    entries = ae_sensitivity(real, out / "dataset", out / "models", out, cfg, quiet=quiet)
-    return "; ".join(_three_sigma(e) for e in entries)
+
+    def score(sig: AnalysisConfig, sub: Path) -> list[MethodEntry]:
+        return ae_sensitivity(reals[sig.injection.signal], out / "dataset", out / "models", sub, sig, quiet=quiet)
+
+    return _per_signal(ctx, "autoencoders", score)
 
 
 def baseline_stage(ctx: RunContext) -> str:
-    """BumpHunter and the background + Gaussian mass scan on every realisation."""
+    """BumpHunter and the background + Gaussian mass scan on every signal's realisations."""
     from analysis.baseline_sensitivity import run_baselines
-    from analysis.sensitivity.realizations import load_realizations
+    from analysis.scan import load_processed
+    from analysis.sensitivity.realizations import from_processed
 
-    real = load_realizations(ctx.config, ctx.process_dir)
-    entries = run_baselines(real, ctx.config, ctx.out_dir / "baselines", quiet=ctx.options.quiet)
-    return "; ".join(_three_sigma(e) for e in entries)
+    columns, metadata = load_processed(ctx.process_dir, constituents=False)
+
+    def baselines(sig: AnalysisConfig, sub: Path) -> list[MethodEntry]:
+        return run_baselines(from_processed(sig, columns, metadata), sig, sub, quiet=ctx.options.quiet)
+
+    return _per_signal(ctx, "baselines", baselines)
 
 
 def report_stage(ctx: RunContext) -> str:
@@ -185,7 +244,7 @@ _INPUTS: dict[str, tuple[tuple[str, ...], str | None]] = {
 }
 # A stage is reused only when its key matches and its main output is still there.
 _OUTPUTS = {"process": "process/cutflow.json", "scan": "scan/auc_scan.json", "cwola": "cwola/sensitivity.json",
-            "autoencoders": "autoencoders/pvalue_vs_signal.json", "baselines": "baselines/baselines.json"}  # fmt: skip
+            "autoencoders": "autoencoders/sensitivity.json", "baselines": "baselines/sensitivity.json"}  # fmt: skip
 STATE_FILE = "stages.json"
 
 

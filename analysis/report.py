@@ -94,13 +94,8 @@ SENSITIVITY_SOURCES = ("scan", "cwola", "autoencoders", "baselines")
 def collect_sensitivity(results: Path) -> Sensitivity:
     """Every stage's entries (``<stage>/sensitivity.json``) in the results' ``sensitivity.json``."""
     target = results / "sensitivity.json"
-    combined = Sensitivity()
-    for stage in SENSITIVITY_SOURCES:
-        path = results / stage / "sensitivity.json"
-        if path.is_file():
-            part = Sensitivity.read(path)
-            for entry in part.methods:
-                combined = combined.with_entry(entry, part.protocol)
+    paths = [results / stage / "sensitivity.json" for stage in SENSITIVITY_SOURCES]
+    combined = Sensitivity.combined(p for p in paths if p.is_file())
     target.unlink(missing_ok=True)
     if combined.methods:
         combined.write(target)
@@ -174,7 +169,7 @@ def _style(index: int) -> dict[str, Any]:
     return {"color": colours[index % len(colours)], "marker": markers[index % len(markers)]}
 
 
-def comparison_figure(entries: list[MethodEntry], kind: str = "global"):
+def comparison_figure(entries: list[MethodEntry], kind: str = "global", signal: str = ""):
     """Median Z with its 16-84 % band (error bar) versus injected events, one colour and marker
     per method (markers spread a little in N to stay apart); a median that is only a lower bound
     is an open marker with an upward arrow."""
@@ -208,13 +203,13 @@ def comparison_figure(entries: list[MethodEntry], kind: str = "global"):
     ax.set_xscale("log")
     ax.set_xlabel("injected signal events N")
     ax.set_ylabel(f"expected {kind} Z", fontsize=22)
-    ax.set_title(f"median {kind} Z over realisations, bars: 16-84 %", fontsize=14, loc="right")
+    ax.set_title(f"{signal}: median {kind} Z over realisations, bars: 16-84 %".lstrip(": "), fontsize=14, loc="right")
     ax.legend(fontsize=13, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="open: lower bound", title_fontsize=12)
     fig.tight_layout()
     return fig
 
 
-def calibration_figure(entries: list[MethodEntry]):
+def calibration_figure(entries: list[MethodEntry], signal: str = ""):
     """Empirical CDF of every method's global p on background-only realisations against uniform."""
     import matplotlib.pyplot as plt
     import mplhep as hep
@@ -232,6 +227,8 @@ def calibration_figure(entries: list[MethodEntry]):
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("global p-value, background-only realisations")
+    if signal:
+        ax.set_title(f"{signal}: realisations of N = 0", fontsize=14, loc="right")
     ax.set_ylabel("fraction of realisations with p below", fontsize=20)
     ax.legend(fontsize=11, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
@@ -276,8 +273,10 @@ def protocol_paragraphs(data: Sensitivity) -> list[str]:
 
 
 def signal_sections(data: Sensitivity) -> list[Section]:
+    """Per signal: the method table (with what each global Z means) and the Z table with the
+    comparison plots (``comparison_<signal>.png``, ``comparison_local_<signal>.png``)."""
     sections = []
-    for signal in sorted({e.signal for e in data.methods}):
+    for signal in signal_names(data):
         entries = _ordered([e for e in data.methods if e.signal == signal])
         fingerprints = {e.fingerprint for e in entries}
         same = ("All methods ran on the same events (one realisation fingerprint, "
@@ -298,61 +297,82 @@ def signal_sections(data: Sensitivity) -> list[Section]:
         sections.append(Section(f"Expected Z at every N: {signal}",
                                 ["Median global Z [16 %, 84 %] (median local Z in parentheses)."],
                                 z_table(entries),
-                                images=[("expected global Z versus injected events", "comparison.png"),
-                                        ("expected local Z versus injected events", "comparison_local.png")]))  # fmt: skip
+                                images=[(f"expected global Z versus injected {signal} events", f"comparison_{signal}.png"),
+                                        (f"expected local Z versus injected {signal} events",
+                                         f"comparison_local_{signal}.png")]))  # fmt: skip
     return sections
 
 
-def write_report(results: Path, config: Any) -> tuple[Path, Path]:
-    """sensitivity.json, the comparison and calibration plots and report.md / report.html."""
+def signal_names(data: Sensitivity) -> list[str]:
+    """The measured signals in the order they were first entered (the config's order)."""
+    return list(dict.fromkeys(e.signal for e in data.methods))
+
+
+def write_figures(results: Path, data: Sensitivity) -> None:
+    """Per signal: the global and local comparison plots and the null calibration plot."""
     from analysis.plots import save
 
-    results = Path(results)
-    data = collect_sensitivity(results)
-    if data.methods:
-        save(comparison_figure(data.methods, "global"), results / "comparison.png")
-        save(comparison_figure(data.methods, "local"), results / "comparison_local.png")
-        save(calibration_figure(data.methods), results / "null_calibration.png")
-    intro = [
-        "Model-agnostic search for a dijet resonance: CWoLa hunting with an event-level PFN, the adjacent-bin "
-        "PFN (AUC of neighbouring m_jj bins), autoencoders on wavelet p-value maps, BumpHunter and a background "
-        "+ Gaussian mass scan, measured with one protocol on the same events.",
-    ]
-    if (para := _cutflow_paragraph(results)) is not None:
-        intro.append(para)
-    sections = [Section("Analysis", intro + protocol_paragraphs(data)), *signal_sections(data)]
-    if data.methods:
-        sections.append(Section(
-            "Null calibration",
-            ["Global p of every method on the background-only realisations (N = 0) against the uniform "
-             "distribution: a calibrated null follows the diagonal; the KS p-value is in the legend and the table."],
-            images=[("empirical CDF of the background-only global p-values", "null_calibration.png")],
-        ))  # fmt: skip
-    sections += [
+    for signal in signal_names(data):
+        entries = [e for e in data.methods if e.signal == signal]
+        save(comparison_figure(entries, "global", signal), results / f"comparison_{signal}.png")
+        save(comparison_figure(entries, "local", signal), results / f"comparison_local_{signal}.png")
+        save(calibration_figure(entries, signal), results / f"null_calibration_{signal}.png")
+
+
+def method_sections(config: Any, data: Sensitivity) -> list[Section]:
+    """The methods' own plots, per signal directory (``<stage>/<signal>/``)."""
+    labels = [c.injection.label for c in config.signal_configs()]
+    models = [f"{m.removesuffix('_ae')}_ae" for m in config.autoencoders.models]
+
+    def each(caption: str, rel: str) -> list[tuple[str, str]]:
+        return [(f"{caption} ({label})", rel.format(label=label)) for label in labels]
+
+    return [
+        Section("Null calibration",
+                ["Global p of every method on the background-only realisations (N = 0) against the uniform "
+                 "distribution: a calibrated null follows the diagonal; the KS p-value is in the legend and the table."],
+                images=[(f"empirical CDF of the background-only global p-values ({s})", f"null_calibration_{s}.png")
+                        for s in signal_names(data)]),
         Section("Background model and dijet mass spectrum",
                 ["The sample's background-only m_jj spectrum and an injected realisation over the background model "
                  "behind the realisations, with pulls."],
-                images=[("m_jj spectrum and background model", "baselines/spectrum_fit.png")]),
+                images=each("m_jj spectrum and background model", "baselines/{label}/spectrum_fit.png")),
         Section("Adjacent-bin PFN scan", ["AUC mean and std over random samples per adjacent bin pair (no injection), "
                                           "and the PFN's Z versus injected events."],
-                images=[("AUC scan", "scan/auc_scan.png"), ("PFN sensitivity", "scan/sensitivity_pfn_auc.png")]),
+                images=[("AUC scan", "scan/auc_scan.png"),
+                        *each("PFN sensitivity", "scan/{label}/sensitivity_pfn_auc.png")]),
         Section("CWoLa hunting (cwola_pfn)",
                 ["An event-level PFN trained on each signal-region window against its sidebands (k-fold by event), "
                  "the top epsilon of events by score fitted in the sidebands. Sculpting: fits of the background-only "
                  "selected spectra at every epsilon. Truth: ROC and significance improvement of one signal-region model."],
-                images=[("cwola_pfn sensitivity", "cwola/sensitivity_cwola_pfn.png"),
-                        ("background-only selected spectra (sculpting check)", "cwola/cwola_sculpting.png"),
-                        ("ROC and SIC against the injected events' truth", "cwola/cwola_roc_sic.png")]),
+                images=[*each("cwola_pfn sensitivity", "cwola/{label}/sensitivity_cwola_pfn.png"),
+                        *each("background-only selected spectra (sculpting check)", "cwola/{label}/cwola_sculpting.png"),
+                        *each("ROC and SIC against the injected events' truth", "cwola/{label}/cwola_roc_sic.png")]),
         Section("Wavelet p-value maps and autoencoders", ["p-value versus injected events for every autoencoder."],
-                images=[("p-value versus signal size", "autoencoders/pvalue_vs_signal.png")]
-                + [(f"losses {m.removesuffix('_ae')}_ae", f"autoencoders/losses_{m.removesuffix('_ae')}_ae.png")
-                   for m in config.autoencoders.models]),
+                images=each("p-value versus signal size", "autoencoders/{label}/pvalue_vs_signal.png")
+                + [(f"losses {m} ({labels[0]})", f"autoencoders/{labels[0]}/losses_{m}.png") for m in models]),
         Section("Classical baselines", [],
-                images=[("BumpHunter", "baselines/sensitivity_bumphunter.png"),
-                        ("background + Gaussian mass scan", "baselines/sensitivity_dijet_fit.png")]),
+                images=[*each("BumpHunter", "baselines/{label}/sensitivity_bumphunter.png"),
+                        *each("background + Gaussian mass scan", "baselines/{label}/sensitivity_dijet_fit.png")]),
         Section("Toy spectra", ["The configured toy signal, background and wavelet (configs/*.yaml)."],
                 images=[(k, f"toys/{k}.png") for k in ("clean", "fluctuations", "cwt-clean")]),
     ]  # fmt: skip
+
+
+def write_report(results: Path, config: Any) -> tuple[Path, Path]:
+    """sensitivity.json, the comparison and calibration plots and report.md / report.html."""
+    results = Path(results)
+    data = collect_sensitivity(results)
+    write_figures(results, data)
+    intro = [
+        "Model-agnostic search for a dijet resonance: CWoLa hunting with an event-level PFN, the adjacent-bin "
+        "PFN (AUC of neighbouring m_jj bins), autoencoders on wavelet p-value maps, BumpHunter and a background "
+        "+ Gaussian mass scan, measured with one protocol on the same events, one table per signal.",
+    ]
+    if (para := _cutflow_paragraph(results)) is not None:
+        intro.append(para)
+    sections = [Section("Analysis", intro + protocol_paragraphs(data)), *signal_sections(data),
+                *method_sections(config, data)]  # fmt: skip
     return build_report(results, [s for i, s in enumerate(sections) if i == 0 or s.table or _any_image(results, s)])
 
 

@@ -112,6 +112,7 @@ class ScanInputs:
     kind: str
     mass: float | None
     fingerprint: str  # of the events' m_jj (the particle-id mapping is in the checkpoint keys)
+    background_fingerprint: str = ""  # of the background events' m_jj only
 
     def check_realizations(self, real: Any, method: str) -> None:
         """The protocol's realisations must index these background and pool events (same order)."""
@@ -154,10 +155,11 @@ def scan_inputs(columns: dict[str, ak.Array], metadata: dict[str, dict[str, Any]
     for arr in (bg, pool):
         if arr is not None:
             digest.update(np.ascontiguousarray(ak.to_numpy(arr.mjj), dtype=np.float64).tobytes())
+    background = hashlib.sha256(np.ascontiguousarray(ak.to_numpy(bg.mjj), dtype=np.float64).tobytes())
     ids = cfg.scan.particle_ids
     return ScanInputs(
         EventPool.from_columns(bg, ids), None if pool is None else EventPool.from_columns(pool, ids), kind, mass,
-        digest.hexdigest()[:16],
+        digest.hexdigest()[:16], background.hexdigest()[:16],
     )  # fmt: skip
 
 
@@ -329,6 +331,23 @@ def open_checkpoints(ckpt_dir: Path, key: str, resume: bool) -> dict[str, dict[s
     for path in ckpt_dir.glob("*.json") if ckpt_dir.is_dir() else []:
         path.unlink()
     return {}
+
+
+def open_shared_checkpoints(ckpt_dir: Path, key: str) -> dict[str, dict[str, Any]]:
+    """The finished trainings of ``key`` in a store that several runs share (the background-only
+    trainings every signal of a chain has in common: their events and seeds do not depend on the
+    signal); records of another key, or damaged ones, are removed."""
+    done = {}
+    for path in sorted(ckpt_dir.glob("*.json")) if ckpt_dir.is_dir() else []:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            record = None
+        if isinstance(record, dict) and record.get("key") == key:
+            done[path.stem] = record
+        else:
+            path.unlink()
+    return done
 
 
 def run_scan(

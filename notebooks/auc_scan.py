@@ -63,9 +63,9 @@ for block in scan["sizes"]:
 from analysis.sensitivity.model import Sensitivity
 from analysis.sensitivity.plots import sensitivity_figure
 
-(pfn,) = [m for m in Sensitivity.read(RESULTS / "scan" / "sensitivity.json").methods if m.method == "pfn_auc"]
-for p in pfn.points:
-    print(f"N = {p.n_signal:>5}: median Z local {p.z_local.median:+.2f}, global {p.z_global.median:+.2f} "
-          f"[{p.z_global.lo:+.2f}, {p.z_global.hi:+.2f}]")
-sensitivity_figure(pfn)
-plt.show()
+for pfn in [m for m in Sensitivity.read(RESULTS / "scan" / "sensitivity.json").methods if m.method == "pfn_auc"]:
+    for p in pfn.points:
+        print(f"{pfn.signal}, N = {p.n_signal:>5}: median Z local {p.z_local.median:+.2f}, "
+              f"global {p.z_global.median:+.2f} [{p.z_global.lo:+.2f}, {p.z_global.hi:+.2f}]")  # fmt: skip
+    sensitivity_figure(pfn)
+    plt.show()

@@ -98,6 +98,6 @@ plt.show()
 # ## p-value versus injected events, every model (median over realisations, 16-84 % band)
 
 # %%
-summary = json.loads((ae_dir / "pvalue_vs_signal.json").read_text())
+summary = json.loads((ae_dir / config.injection.label / "pvalue_vs_signal.json").read_text())  # the first signal's
 pvalue_vs_signal_figure(summary["signal_sizes"], summary["models"], len(data.test_backgrounds))
 plt.show()

@@ -78,7 +78,7 @@ TINY_CHAIN = {
     "toys": {"n_fluctuations": 1, **{k: str(Path(__file__).resolve().parent.parent / "configs" / f"{k}.yaml")
                                      for k in ("signals", "backgrounds", "wavelets")}},
     "injection": {"kind": "resonance", "sizes": [60, 180]},
-    "generation": {"qcd_events": 4000, "xgg_events": 3000, "pthat_min": SCAN_PTHAT[0], "pthat_max": SCAN_PTHAT[1],
+    "generation": {"qcd_events": 4000, "xgg_events": 3000, "wprime_events": 3000, "pthat_min": SCAN_PTHAT[0], "pthat_max": SCAN_PTHAT[1],
                    "events_per_file": 1000},
     "processing": {"executor": "futures", "workers": 2, "chunksize": 2000},
     "scan": {"sizes": [500], "n_samples": 2, "epochs": 2, "batch_size": 100, "phi_sizes": [16, 16], "f_sizes": [16],

@@ -48,6 +48,39 @@ def test_config_errors_name_the_key(tmp_path: Path, text: str, message: str) -> 
     assert "\n" not in str(info.value)
 
 
+def test_study_config_extends_the_default_and_overrides_only_its_keys() -> None:
+    default = load_config(REPO / "configs" / "default.yaml")
+    study = load_config(REPO / "configs" / "study.yaml")
+    assert study.generation.qcd_events == 5 * default.generation.qcd_events
+    assert study.generation.pthat_min == default.generation.pthat_min  # kept from the base
+    assert study.scan == default.scan and study.cwola == default.cwola and study.baselines == default.baselines
+    assert study.injection.signals == ["xgg", "wprime"] and study.output == Path("results/study")
+    assert study.toys.signals == default.toys.signals  # definition paths resolve beside the configs
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("extends: ../default.yaml\n", r"extends: '\.\./default\.yaml' must name a \.yaml file in the same directory"),
+        ("extends: /etc/passwd\n", r"must name a \.yaml file in the same directory"),
+        ("extends: config.yaml\n", r"extends: config\.yaml extends itself"),
+        ("extends: nope.yaml\n", r"extends: .*nope\.yaml not found"),
+        ("extends: base.yaml\nseed: 2\n", r"base\.yaml: extends: config\.yaml extends itself"),  # a cycle
+    ],
+)
+def test_bad_extends_is_a_config_error(tmp_path: Path, text: str, message: str) -> None:
+    write(tmp_path, "extends: config.yaml\n", "base.yaml")
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_extends_merges_sections_key_by_key(tmp_path: Path) -> None:
+    write(tmp_path, "seed: 5\nbaselines:\n  n_pseudo: 300\n  fit_toys: 200\n", "base.yaml")
+    cfg = load_config(write(tmp_path, "extends: base.yaml\nbaselines:\n  fit_toys: 100\n"))
+    assert (cfg.seed, cfg.baselines.n_pseudo, cfg.baselines.fit_toys) == (5, 300, 100)
+
+
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "nope.yaml")

@@ -323,3 +323,44 @@ def test_entry_is_format_2_and_resume_is_exact(qcd_run) -> None:
     other = qcd_run["cfg"].model_copy(update={"cwola": qcd_run["cfg"].cwola.model_copy(update={"folds": 4})})
     with pytest.raises(ConfigError, match="checkpoint of a different"):
         run_cwola_sensitivity(other, qcd_run["inputs"], real, out, resume=True, quiet=True)
+
+
+# -- real W' -> WZ events (two-prong jets) injected into real QCD ----------------------------------
+@pytest.fixture(scope="module")
+def wprime_run(scan_qcd_sample: Path, wprime_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """cwola_pfn on the scan QCD sample with 300 of the W' sample's selected events injected, one
+    window on the W' peak (the first realisation only)."""
+    from analysis.commands.process import process_fileset
+    from analysis.cwola import run_cwola_sensitivity
+    from analysis.scan import load_processed, scan_inputs
+    from analysis.sensitivity.realizations import from_processed
+
+    out = tmp_path_factory.mktemp("cwola_wprime")
+    settings = {
+        "seed": 6, "injection": {"kind": "resonance", "signals": ["wprime"]},
+        "sensitivity": {"realizations": 3, "pfn_realizations": 3, "n_signal": [0, 500]},
+        "scan": {**TINY_NET, "epochs": 10, "phi_sizes": [64, 64], "f_sizes": [64], "learning_rate": 0.003},
+    }  # fmt: skip
+    cfg = load_config(None, settings)
+    process_fileset([scan_qcd_sample, wprime_sample], out / "process", cfg, executor="iterative", quiet=True)
+    columns, metadata = load_processed(out / "process")
+    real = from_processed(cfg, columns, metadata)
+    median = float(np.median(real.pool_mjj))
+    low = 10.0 * round((median - 50.0) / 10.0)  # a 100 GeV window centred on the W' peak
+    cwola = {**SCAN_NET, "sr_width": 100, "sb_width": 50, "sr_min": low, "sr_max": low + 100, "folds": 3, "realizations": 1}
+    cfg = load_config(None, {**settings, "cwola": cwola})
+    entry = run_cwola_sensitivity(cfg, scan_inputs(columns, metadata, cfg, "resonance"), real, out / "cwola", quiet=True)
+    return {"entry": entry, "real": real, "median": median}
+
+
+def test_a_wprime_injection_enriches_the_signal_region_threefold(wprime_run) -> None:
+    """A strong W' injection (S/B ~ 0.3-0.5 in the window by truth): the top 1 % of the window's
+    events by score hold at least 3 times the S/B of the window."""
+    assert wprime_run["real"].signal == "wprime_m900"
+    assert 820 < wprime_run["median"] < 920  # the W' peak (a little below M, like xgg's)
+    truth = wprime_run["entry"].details["truth"]
+    assert truth["n_signal"] == 500
+    before = truth["s_over_b_before"]
+    assert 0.1 < before < 2.0
+    cut = next(c for c in truth["cuts"] if c["efficiency"] == 0.01)
+    assert cut["s_over_b"] >= 3 * before, (cut, before)

@@ -8,6 +8,7 @@ read it with :meth:`Sensitivity.read` only. Design: "Sensitivity protocol".
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -150,9 +151,23 @@ class Sensitivity(_Model):
         write_text(path, self.model_dump_json(by_alias=True, indent=2) + "\n")
 
     def with_entry(self, entry: MethodEntry, protocol: Protocol | None = None) -> Sensitivity:
-        """A copy with ``entry`` replacing any entry of the same method and signal."""
+        """A copy with ``entry`` replacing any entry of the same method and signal (the signal
+        regions of the two protocols are joined: one protocol, one region per signal)."""
         methods = [m for m in self.methods if (m.method, m.signal) != (entry.method, entry.signal)]
+        if protocol is not None and self.protocol is not None:
+            regions = {**self.protocol.signal_region_gev, **protocol.signal_region_gev}
+            protocol = protocol.model_copy(update={"signal_region_gev": regions})
         return self.model_copy(update={"methods": [*methods, entry], "protocol": protocol or self.protocol})
+
+    @classmethod
+    def combined(cls, paths: Iterable[str | Path]) -> Sensitivity:
+        """The entries of several ``sensitivity.json`` files (e.g. one per signal) in one."""
+        out = cls()
+        for path in paths:
+            part = cls.read(path)
+            for entry in part.methods:
+                out = out.with_entry(entry, part.protocol)
+        return out
 
 
 def merge_entries(path: str | Path, entries: list[MethodEntry], protocol: Protocol) -> Sensitivity:

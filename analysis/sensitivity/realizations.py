@@ -70,6 +70,15 @@ class Realizations:
         object.__setattr__(self, "fingerprint", digest.hexdigest()[:16])
 
     @property
+    def background_fingerprint(self) -> str:
+        """Hash of what the background-only (N = 0) realisations depend on: the same for every
+        signal injected into the same events (their N = 0 results can be shared)."""
+        digest = hashlib.sha256(repr((self.seed, self.n_realizations, self.resampling)).encode())
+        for array in (self.edges, self.background_mjj, self.rates):
+            digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+        return digest.hexdigest()[:16]
+
+    @property
     def background_events(self) -> int:
         """Expected background events of one realisation (= the sample's, up to the model)."""
         return round(float(self.rates.sum()))
@@ -171,10 +180,10 @@ def build_realizations(
     )  # fmt: skip
 
 
-def signal_name(kind: str, mass: float | None, bin_index: int) -> str:
-    """``xgg_m900`` for a resonance, ``gluon_pairs_bin2`` for gluon pairs."""
+def signal_name(kind: str, mass: float | None, bin_index: int, process: str = "xgg") -> str:
+    """``xgg_m900`` / ``wprime_m900`` for a resonance, ``gluon_pairs_bin2`` for gluon pairs."""
     if kind == "resonance":
-        return "xgg" if mass is None else f"xgg_m{mass:g}"
+        return process if mass is None else f"{process}_m{mass:g}"
     return f"{kind}_bin{bin_index}"
 
 
@@ -195,7 +204,7 @@ def from_config(cfg: Any, background_mjj: np.ndarray, pool_mjj: np.ndarray, *, k
     return build_realizations(
         background_mjj, pool_mjj, seed=cfg.seed, n_realizations=s.realizations, n_signal=list(s.n_signal),
         resampling=s.resampling, edges=edges, sqrt_s=cfg.generation.sqrt_s,
-        signal=signal_name(kind, mass, cfg.injection.bin), luminosity_pb=luminosity_pb,
+        signal=signal_name(kind, mass, cfg.injection.bin, cfg.injection.signal), luminosity_pb=luminosity_pb,
     )  # fmt: skip
 
 

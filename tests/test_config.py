@@ -51,7 +51,7 @@ def test_config_errors_name_the_key(tmp_path: Path, text: str, message: str) -> 
 def test_study_config_extends_the_default_and_overrides_only_its_keys() -> None:
     default = load_config(REPO / "configs" / "default.yaml")
     study = load_config(REPO / "configs" / "study.yaml")
-    assert study.generation.qcd_events == 5 * default.generation.qcd_events
+    assert study.generation.qcd_events == 10 * default.generation.qcd_events
     assert study.generation.pthat_min == default.generation.pthat_min  # kept from the base
     assert study.scan == default.scan and study.cwola == default.cwola and study.baselines == default.baselines
     assert study.injection.signals == ["xgg", "wprime"] and study.output == Path("results/study")

@@ -271,4 +271,30 @@ def _key(setup: ScanSetup, inputs: ScanInputs, real: Realizations, fractions: tu
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def pfn_sensitivity_of_processed(
+    cfg: Any, events: Path, out: Path, kind: str, epochs: int | None = None, resume: bool = False,
+    quiet: bool = False, data_parallel: bool | None = None,
+) -> str:  # fmt: skip
+    """The pfn_auc entry of the injection ``kind`` on the realisations of a processing directory
+    (``scan --sensitivity``); returns a summary line."""
+    from analysis.scan import load_processed, scan_inputs
+    from analysis.sensitivity.realizations import from_processed
+
+    columns, metadata = load_processed(Path(events))
+    data_parallel = cfg.scan.data_parallel if data_parallel is None else data_parallel
+
+    update = {"injection": cfg.injection.model_copy(update={"kind": kind})}
+    if epochs is not None:
+        update["scan"] = cfg.scan.model_copy(update={"epochs": epochs})
+    cfg = cfg.model_copy(update=update)
+    real = from_processed(cfg, columns, metadata)
+    inputs = scan_inputs(columns, metadata, cfg, kind)
+    entry = run_pfn_sensitivity(cfg, inputs, real, out, resume=resume, quiet=quiet, data_parallel=data_parallel)
+    return (
+        f"pfn_auc ({entry.signal}, {entry.realizations} realisations): global 3 sigma at {entry.crossing_text(3)}, "
+        f"5 sigma at {entry.crossing_text(5)} events (local {entry.crossing_text(3, 'local')}, "
+        f"{entry.crossing_text(5, 'local')}); {out / 'sensitivity.json'}"
+    )  # fmt: skip
+
+
 # -- plot ------------------------------------------------------------------------------------

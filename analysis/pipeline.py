@@ -103,8 +103,8 @@ def generate_stage(ctx: RunContext) -> str:
 
 def process_stage(ctx: RunContext) -> str:
     """The coffea dijet processor over the default samples (futures executor by default)."""
-    from analysis.commands.process import process_fileset
     from analysis.generation import default_samples
+    from analysis.processing import process_fileset
 
     filesets = default_samples(ctx.config, workers=ctx.options.workers, quiet=True, signals=_signals(ctx.config))  # cached
     o = ctx.options
@@ -136,9 +136,9 @@ def _per_signal(ctx: RunContext, stage: str, run: Callable[[AnalysisConfig, Path
 def scan_stage(ctx: RunContext) -> str:
     """The null adjacent-bin PFN scan over every pair, then ``pfn_auc`` on the protocol's realisations
     of every signal (``scan/<signal>/``)."""
-    from analysis.commands.scan import scan_stage as run_scan_stage
     from analysis.pfn_sensitivity import run_pfn_sensitivity
     from analysis.scan import load_processed, scan_inputs
+    from analysis.scan import scan_stage as run_scan_stage
     from analysis.sensitivity.realizations import from_processed
 
     cfg, out, o = ctx.config, ctx.out_dir / "scan", ctx.options

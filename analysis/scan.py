@@ -488,3 +488,22 @@ def parse_inject(text: str | None) -> tuple[str, int]:
     if kind not in KINDS[1:] or not n.isdigit():
         raise ConfigError(f"--inject {text!r}: expected resonance:N or gluon_pairs:N")
     return kind, int(n)
+
+
+# -- the stage on a processing directory ----------------------------------------------------
+def scan_stage(
+    cfg: AnalysisConfig, events: Path, out: Path, kind: str = "none", n_inject: int = 0,
+    sizes: list[int] | None = None, n_samples: int | None = None, epochs: int | None = None,
+    resume: bool = False, quiet: bool = False, data_parallel: bool | None = None,
+) -> str:  # fmt: skip
+    """The scan of a processing directory (with ``kind``/``n_inject``: of injected samples);
+    returns a summary line. The pfn_auc method on the protocol's realisations is
+    :func:`analysis.pfn_sensitivity.pfn_sensitivity_of_processed`."""
+    out = Path(out)
+    data_parallel = cfg.scan.data_parallel if data_parallel is None else data_parallel
+    columns, metadata = load_processed(Path(events))
+    inputs = scan_inputs(columns, metadata, cfg, kind)
+    setup = setup_from_config(cfg, inputs, n_inject, sizes, n_samples, epochs)
+    result = run_scan(setup, inputs, out, resume=resume, quiet=quiet, data_parallel=data_parallel)
+    n = sum(len(s["pairs"]) * s["n_samples"] for s in result["sizes"])
+    return f"scan: {n} trainings, AUCs in {out / 'auc_scan.json'}"

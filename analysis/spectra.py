@@ -12,18 +12,9 @@ from analysis.definitions import DijetBackground, ExponentialBackground, SignalD
 Background = ExponentialBackground | DijetBackground
 
 
-def dijet_function(mass: np.ndarray, p0: float, p1: float, p2: float, p3: float, sqrt_s: float) -> np.ndarray:
-    """The standard dijet function f(x) = p0 (1-x)^p1 / x^(p2 + p3 ln x), x = m / sqrt(s)."""
-    x = np.asarray(mass, dtype=float) / sqrt_s
-    return p0 * (1.0 - x) ** p1 / x ** (p2 + p3 * np.log(x))
-
-
 def background_counts(background: Background) -> np.ndarray:
     """Expected background counts at the bin centres of the background's binning."""
-    m = background.binning.centers
-    if isinstance(background, ExponentialBackground):
-        return background.amplitude * np.exp(-background.rate * m)
-    return dijet_function(m, background.p0, background.p1, background.p2, background.p3, background.sqrt_s)
+    return background.counts()
 
 
 def signal_counts(signal: SignalDef, mass: np.ndarray) -> np.ndarray:

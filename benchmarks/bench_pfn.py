@@ -33,14 +33,12 @@ import dataclasses
 import gc
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 TIMING = (
     "median wall time of epochs 2..E of fit (training + per-epoch validation; the first epoch, with "

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 from analysis.atomic import write_json  # noqa: E402
 from analysis.config import load_config  # noqa: E402
@@ -57,7 +56,7 @@ def files_of(fileset: Path) -> list[str]:
 
 def run_processor(files: list[str], cfg: Any, columnar: bool) -> tuple[float, Any]:
     """Seconds for the processor over the files on one core; the merged m_jj histogram."""
-    from analysis.commands.process import process_fileset
+    from analysis.processing import process_fileset
     from processors.dijet import DijetProcessor
     from processors.runner import make_runner, uproot_options
 

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 from analysis.atomic import write_json, write_npy  # noqa: E402
 from analysis.cwt import cwt_modulus, rebin  # noqa: E402

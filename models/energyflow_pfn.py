@@ -11,7 +11,7 @@ import io
 
 import numpy as np
 
-from models.training import TrainSettings, enable_determinism, one_hot
+from models.settings import TrainSettings, enable_determinism, one_hot
 
 
 def train_energyflow_pfn(

@@ -60,7 +60,7 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
         return False
 
 
-def resolve_phi_dtype(phi_dtype: str) -> str:
+def resolve_phi_dtype(phi_dtype: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """Phi's precision. ``"auto"``: ``mixed_bfloat16`` (Phi's hidden layers computed in
     bfloat16 on float32 weights; its input layer, the latent sum, F, the loss and the optimiser
     stay float32) when Keras runs on a CPU that computes bfloat16 natively, where training is
@@ -79,7 +79,7 @@ def resolve_phi_dtype(phi_dtype: str) -> str:
         on_cpu = not tf.config.list_physical_devices("GPU")
     else:
         on_cpu = False
-    return "mixed_bfloat16" if on_cpu and cpu_has_native_bf16() else "float32"
+    return "mixed_bfloat16" if on_cpu and cpu_has_native_bf16(cpuinfo) else "float32"
 
 
 def softmax(logits: object) -> object:

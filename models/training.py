@@ -24,45 +24,13 @@ from sklearn.metrics import roc_auc_score
 
 from models.batches import PackedBatches, PackedJets, batch_order, pack_batches, round_up, to_padded
 from models.pfn import (
-    DEFAULT_F,
-    DEFAULT_PHI,
     PackedPFN,
     build_pfn,
     example_batch,
     resolve_jit,
     resolve_phi_dtype,
 )
-
-_DETERMINISM = False
-
-
-def enable_determinism() -> None:
-    """Deterministic TensorFlow kernels (once per process; harmless on other backends)."""
-    global _DETERMINISM
-    if _DETERMINISM:
-        return
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
-        tf.get_logger().setLevel("ERROR")  # every new model retraces: not a problem here
-    _DETERMINISM = True
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Architecture and optimisation of one training (EnergyFlow's PFN defaults)."""
-
-    phi_sizes: Sequence[int] = DEFAULT_PHI
-    f_sizes: Sequence[int] = DEFAULT_F
-    epochs: int = 10
-    batch_size: int = 500
-    learning_rate: float = 1e-3
-    backend: str = "ours"  # "ours" (packed Keras 3 PFN) or "energyflow" (energyflow.archs.PFN)
-    validate: bool = True  # evaluate the validation split after every epoch, as the reference
-    phi_dtype: str = "float32"  # "mixed_bfloat16", or "auto" (models.pfn.resolve_phi_dtype)
-    jit_compile: bool | str = "auto"  # XLA: True, False or "auto" (models.pfn.resolve_jit)
-    event_jets: int = 0  # 0: jet classifier; k: event classifier, k jets (models.pfn.EventPFN, pack_events)
+from models.settings import TrainSettings, enable_determinism, one_hot
 
 
 class JetBatches(keras.utils.PyDataset):
@@ -183,10 +151,6 @@ class JetBatches(keras.utils.PyDataset):
             one = tf.data.Dataset.from_tensors(item)
             dataset = one if dataset is None else dataset.concatenate(one)
         return dataset
-
-
-def one_hot(labels: np.ndarray) -> np.ndarray:
-    return np.eye(2, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
 
 
 def steps_per_execution(batches_per_epoch: int, most: int = 8) -> int:

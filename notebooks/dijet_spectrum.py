@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -21,11 +23,9 @@
 
 # %%
 import os
-import sys
 from pathlib import Path
 
 ROOT = Path.cwd().resolve().parent if Path.cwd().name == "notebooks" else Path.cwd().resolve()
-sys.path.insert(0, str(ROOT))
 # the results directory of `python run_analysis.py` (DIJETSCAN_RESULTS points elsewhere)
 RESULTS = Path(os.environ.get("DIJETSCAN_RESULTS", ROOT / "results" / "default"))
 

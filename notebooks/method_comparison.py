@@ -25,11 +25,9 @@
 
 # %%
 import os
-import sys
 from pathlib import Path
 
 ROOT = Path.cwd().resolve().parent if Path.cwd().name == "notebooks" else Path.cwd().resolve()
-sys.path.insert(0, str(ROOT))
 # the results directory of `python run_analysis.py` (DIJETSCAN_RESULTS points elsewhere)
 RESULTS = Path(os.environ.get("DIJETSCAN_RESULTS", ROOT / "results" / "default"))
 

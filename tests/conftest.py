@@ -64,8 +64,8 @@ def scan_qcd_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def processed_sample(scan_qcd_sample: Path, xgg_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The scan QCD + xgg samples processed once with the default selection: the scan's events."""
-    from analysis.commands.process import process_fileset
     from analysis.config import load_config
+    from analysis.processing import process_fileset
 
     out = tmp_path_factory.mktemp("processed_sample")
     process_fileset([scan_qcd_sample, xgg_sample], out, load_config(None, {"injection": {"kind": "none"}}), executor="iterative", quiet=True)

@@ -330,8 +330,8 @@ def test_entry_is_format_2_and_resume_is_exact(qcd_run) -> None:
 def wprime_run(scan_qcd_sample: Path, wprime_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """cwola_pfn on the scan QCD sample with 300 of the W' sample's selected events injected, one
     window on the W' peak (the first realisation only)."""
-    from analysis.commands.process import process_fileset
     from analysis.cwola import run_cwola_sensitivity
+    from analysis.processing import process_fileset
     from analysis.scan import load_processed, scan_inputs
     from analysis.sensitivity.realizations import from_processed
 

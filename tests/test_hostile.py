@@ -25,11 +25,11 @@ import uproot
 
 from analysis import atomic
 from analysis.cli import main as cli_main
-from analysis.commands.process import process_fileset, require_complete
 from analysis.config import load_config, read_yaml
 from analysis.definitions import parse_entries
 from analysis.errors import ConfigError, InputError
 from analysis.expressions import parse
+from analysis.processing import process_fileset, require_complete
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning:coffea.nanoevents.schemas.nanoaod")
 
@@ -157,7 +157,7 @@ BEFORE_COMMIT = {"merge", "staged", "marker"}
 
 def _killed_child(point: str, fs: dict[str, Any], out: Path, config: Any) -> None:
     """Run `process` in a forked child that SIGKILLs itself at ``point``."""
-    import analysis.commands.process as proc_module
+    import analysis.processing as proc_module
 
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
@@ -223,7 +223,7 @@ def test_kill_9_at_every_point_then_rerun_gives_the_uninterrupted_outputs(files,
 def test_run_json_is_written_with_the_results_never_before(files, tmp_path: Path) -> None:
     out = tmp_path / "out"
     seen = []
-    import analysis.commands.process as proc_module
+    import analysis.processing as proc_module
 
     real = proc_module._merge
 

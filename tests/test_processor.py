@@ -16,10 +16,10 @@ import uproot
 import yaml
 
 from analysis.cli import main as cli_main
-from analysis.commands.process import process_fileset
 from analysis.config import AnalysisConfig, load_config
 from analysis.errors import ConfigError, InputError
 from analysis.injection import plan_injection
+from analysis.processing import process_fileset
 
 # coffea's NanoAOD schema warns about collections real NanoAOD files reference but do not store
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning:coffea.nanoevents.schemas.nanoaod")

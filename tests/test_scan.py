@@ -42,7 +42,7 @@ def scan_config(tmp: Path, sizes: list[int], **extra) -> Path:
 
 @pytest.fixture(scope="session")
 def null_scan(processed_sample: Path, tmp_path_factory) -> dict:
-    from analysis.commands.scan import scan_stage
+    from analysis.scan import scan_stage
 
     out = tmp_path_factory.mktemp("null_scan")
     scan_stage(load_config(scan_config(out, NULL_SIZES)), processed_sample, out, quiet=True)
@@ -84,7 +84,7 @@ def test_background_only_mean_auc_is_near_one_half(null_scan: dict) -> None:
 
 
 def _injected(processed_sample: Path, size: int, tmp: Path, kind: str, n: int) -> dict:
-    from analysis.commands.scan import scan_stage
+    from analysis.scan import scan_stage
 
     scan_stage(load_config(scan_config(tmp, [size])), processed_sample, tmp, kind=kind, n_inject=n, quiet=True)
     return json.loads((tmp / "auc_scan.json").read_text())
@@ -283,15 +283,14 @@ PFN_SENSITIVITY = {
 
 
 def test_pfn_auc_entry_on_the_realisations_and_resume(processed_sample, tmp_path) -> None:
-    from analysis.commands.scan import scan_stage
-    from analysis.pfn_sensitivity import CHECKPOINTS
+    from analysis.pfn_sensitivity import CHECKPOINTS, pfn_sensitivity_of_processed
     from analysis.sensitivity.model import Sensitivity
     from analysis.sensitivity.realizations import from_processed
 
     config = tmp_path / "pfn.yaml"
     config.write_text(json.dumps({"seed": 4, "injection": INJECTION, **PFN_SENSITIVITY}))
     cfg = load_config(config)
-    line = scan_stage(cfg, processed_sample, tmp_path / "a", kind="resonance", sensitivity=True, quiet=True)
+    line = pfn_sensitivity_of_processed(cfg, processed_sample, tmp_path / "a", "resonance", quiet=True)
     assert "pfn_auc" in line
     data = Sensitivity.read(tmp_path / "a" / "sensitivity.json")
     (entry,) = data.methods
@@ -314,11 +313,11 @@ def test_pfn_auc_entry_on_the_realisations_and_resume(processed_sample, tmp_path
     for path in checkpoints[::3]:
         path.unlink()
     checkpoints[1].write_text("{")
-    scan_stage(cfg, processed_sample, tmp_path / "a", kind="resonance", sensitivity=True, resume=True, quiet=True)
+    pfn_sensitivity_of_processed(cfg, processed_sample, tmp_path / "a", "resonance", resume=True, quiet=True)
     assert Sensitivity.read(tmp_path / "a" / "sensitivity.json") == data
     other = load_config(config, {"scan": {"particle_ids": "full"}})
     with pytest.raises(ConfigError, match="checkpoint of a different scan setup"):
-        scan_stage(other, processed_sample, tmp_path / "a", kind="resonance", sensitivity=True, resume=True, quiet=True)
+        pfn_sensitivity_of_processed(other, processed_sample, tmp_path / "a", "resonance", resume=True, quiet=True)
 
 
 def test_pfn_auc_refuses_realisations_of_other_events(processed_sample, tmp_path) -> None:

@@ -55,7 +55,8 @@ def test_save_refuses_overwrite_without_force(workdir: Path) -> None:
 def test_path_traversal_and_bad_names_refused(workdir: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
     for action in ("save", "load", "delete"):
         assert cli(workdir, action, name, "--config", str(workdir / "configs" / "default.yaml")) == 2
-    assert "session name" in capsys.readouterr().err or name == ""
+        err = capsys.readouterr().err
+        assert "session name" in err and repr(name) in err, (action, err)
     assert not (workdir / "evil").exists()
     assert not (workdir / "sessions").exists() or not any((workdir / "sessions").iterdir())
 

@@ -63,8 +63,9 @@ def parse_sizes(text: str | None) -> list[int] | None:
 
 def main(args: argparse.Namespace) -> int:
     from analysis.atomic import check_out_dir
+    from analysis.pfn_sensitivity import pfn_sensitivity_of_processed
     from analysis.provenance import RunRecord
-    from analysis.scan import parse_inject
+    from analysis.scan import parse_inject, scan_stage
 
     for flag, value in (("--samples", args.samples), ("--epochs", args.epochs), ("--cpu-devices", args.cpu_devices)):
         if value is not None and value < 1:
@@ -86,53 +87,16 @@ def main(args: argparse.Namespace) -> int:
         split_cpu(args.cpu_devices)
     record = RunRecord(args.out, "scan", cfg.to_dict(), cfg.seed)
     with record.stage("scan"):
-        summary = scan_stage(
-            cfg, args.events, args.out, kind=kind, n_inject=n_inject, sizes=sizes, n_samples=args.samples,
-            epochs=args.epochs, resume=args.resume, quiet=args.quiet, sensitivity=args.sensitivity,
-            data_parallel=args.data_parallel,
-        )  # fmt: skip
+        if args.sensitivity:
+            summary = pfn_sensitivity_of_processed(
+                cfg, args.events, args.out, kind, epochs=args.epochs, resume=args.resume, quiet=args.quiet,
+                data_parallel=args.data_parallel,
+            )  # fmt: skip
+        else:
+            summary = scan_stage(
+                cfg, args.events, args.out, kind=kind, n_inject=n_inject, sizes=sizes, n_samples=args.samples,
+                epochs=args.epochs, resume=args.resume, quiet=args.quiet, data_parallel=args.data_parallel,
+            )  # fmt: skip
     if not args.quiet:
         print(summary)
     return 0
-
-
-def scan_stage(
-    cfg, events: Path, out: Path, kind: str = "none", n_inject: int = 0, sizes: list[int] | None = None,
-    n_samples: int | None = None, epochs: int | None = None, resume: bool = False, quiet: bool = False,
-    sensitivity: bool = False, data_parallel: bool | None = None,
-) -> str:  # fmt: skip
-    """The scan, or with ``sensitivity`` the pfn_auc method on the protocol's realisations (the
-    injection of ``kind``), of a processing directory; returns a summary line."""
-    from analysis.scan import load_processed, run_scan, scan_inputs, setup_from_config
-
-    out = Path(out)
-    data_parallel = cfg.scan.data_parallel if data_parallel is None else data_parallel
-    columns, metadata = load_processed(Path(events))
-    if sensitivity:
-        return _sensitivity(cfg, columns, metadata, out, kind, epochs, resume, quiet, data_parallel)
-    inputs = scan_inputs(columns, metadata, cfg, kind)
-    setup = setup_from_config(cfg, inputs, n_inject, sizes, n_samples, epochs)
-    result = run_scan(setup, inputs, out, resume=resume, quiet=quiet, data_parallel=data_parallel)
-    n = sum(len(s["pairs"]) * s["n_samples"] for s in result["sizes"])
-    return f"scan: {n} trainings, AUCs in {out / 'auc_scan.json'}"
-
-
-def _sensitivity(cfg, columns, metadata, out: Path, kind: str, epochs: int | None, resume: bool, quiet: bool,
-                 data_parallel: bool) -> str:  # fmt: skip
-    """The pfn_auc entry of the injection ``kind`` on the realisations of these events."""
-    from analysis.pfn_sensitivity import run_pfn_sensitivity
-    from analysis.scan import scan_inputs
-    from analysis.sensitivity.realizations import from_processed
-
-    update = {"injection": cfg.injection.model_copy(update={"kind": kind})}
-    if epochs is not None:
-        update["scan"] = cfg.scan.model_copy(update={"epochs": epochs})
-    cfg = cfg.model_copy(update=update)
-    real = from_processed(cfg, columns, metadata)
-    inputs = scan_inputs(columns, metadata, cfg, kind)
-    entry = run_pfn_sensitivity(cfg, inputs, real, out, resume=resume, quiet=quiet, data_parallel=data_parallel)
-    return (
-        f"pfn_auc ({entry.signal}, {entry.realizations} realisations): global 3 sigma at {entry.crossing_text(3)}, "
-        f"5 sigma at {entry.crossing_text(5)} events (local {entry.crossing_text(3, 'local')}, "
-        f"{entry.crossing_text(5, 'local')}); {out / 'sensitivity.json'}"
-    )  # fmt: skip

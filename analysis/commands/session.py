@@ -41,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
         if not found and not args.quiet:
             print(f"no sessions in {args.sessions_dir}")
         return 0
-    if not args.name:
+    if args.name is None:
         raise ConfigError(f"session {args.action}: a NAME is required")
     if args.action == "save":
         path = sessions.save(args.sessions_dir, args.name, args.config, force=args.force)

@@ -15,7 +15,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from analysis.errors import DijetscanError
+from analysis.core.errors import DijetscanError
 
 MAX_MESSAGE = 2000  # characters of an error line
 

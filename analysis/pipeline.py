@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.atomic import is_complete, remove_stale, write_json, write_npy
-from analysis.config import AnalysisConfig
-from analysis.provenance import RunRecord
+from analysis.core.atomic import is_complete, remove_stale, write_json, write_npy
+from analysis.core.config import AnalysisConfig
+from analysis.core.provenance import RunRecord
 from analysis.sensitivity.model import MethodEntry
 
 
@@ -63,11 +63,11 @@ class RunContext:
 
 def toy_stage(ctx: RunContext) -> str:
     """Clean and fluctuated toy spectra of the configured entries, with their CWT plots."""
-    from analysis.cwt import cwt_modulus
-    from analysis.plots import save
-    from analysis.spectra import clean_spectrum, fluctuate
-    from analysis.toy_plots import PLOT_KINDS, toy_figure
-    from analysis.toys import toy_setup
+    from analysis.core.plots import save
+    from analysis.toys.plots import PLOT_KINDS, toy_figure
+    from analysis.toys.selection import toy_setup
+    from analysis.toys.spectra import clean_spectrum, fluctuate
+    from analysis.wavelets.cwt import cwt_modulus
 
     cfg = ctx.config
     setup = toy_setup(cfg)
@@ -90,7 +90,7 @@ def _signals(cfg: AnalysisConfig) -> tuple[str, ...]:
 
 def generate_stage(ctx: RunContext) -> str:
     """The default samples (qcd and each signal at its configured mass), cached under generation.data_dir."""
-    from analysis.generation import default_samples
+    from analysis.events.generation import default_samples
 
     gen = ctx.config.generation
     signals = _signals(ctx.config)
@@ -103,8 +103,8 @@ def generate_stage(ctx: RunContext) -> str:
 
 def process_stage(ctx: RunContext) -> str:
     """The coffea dijet processor over the default samples (futures executor by default)."""
-    from analysis.generation import default_samples
-    from analysis.processing import process_fileset
+    from analysis.events.generation import default_samples
+    from analysis.events.processing import process_fileset
 
     filesets = default_samples(ctx.config, workers=ctx.options.workers, quiet=True, signals=_signals(ctx.config))  # cached
     o = ctx.options
@@ -136,9 +136,9 @@ def _per_signal(ctx: RunContext, stage: str, run: Callable[[AnalysisConfig, Path
 def scan_stage(ctx: RunContext) -> str:
     """The null adjacent-bin PFN scan over every pair, then ``pfn_auc`` on the protocol's realisations
     of every signal (``scan/<signal>/``)."""
-    from analysis.pfn_sensitivity import run_pfn_sensitivity
-    from analysis.scan import load_processed, scan_inputs
-    from analysis.scan import scan_stage as run_scan_stage
+    from analysis.pfn.scan import load_processed, scan_inputs
+    from analysis.pfn.scan import scan_stage as run_scan_stage
+    from analysis.pfn.sensitivity import run_pfn_sensitivity
     from analysis.sensitivity.realizations import from_processed
 
     cfg, out, o = ctx.config, ctx.out_dir / "scan", ctx.options
@@ -158,8 +158,8 @@ def scan_stage(ctx: RunContext) -> str:
 
 def cwola_stage(ctx: RunContext) -> str:
     """``cwola_pfn``: CWoLa hunting with the event-level PFN on the protocol's realisations of every signal."""
-    from analysis.cwola import run_cwola_sensitivity
-    from analysis.scan import load_processed, scan_inputs
+    from analysis.pfn.cwola import run_cwola_sensitivity
+    from analysis.pfn.scan import load_processed, scan_inputs
     from analysis.sensitivity.realizations import from_processed
 
     if ctx.config.injection.kind == "none":
@@ -178,10 +178,10 @@ def cwola_stage(ctx: RunContext) -> str:
 def autoencoder_stage(ctx: RunContext) -> str:
     """p-value maps from the background model, the autoencoders (trained once: the maps describe
     the background only), and their p on every signal's realisations."""
-    from analysis.ae_scan import ae_sensitivity, model_names, train_models
-    from analysis.dataset import build_dataset_from_realizations
-    from analysis.scan import load_processed
+    from analysis.pfn.scan import load_processed
     from analysis.sensitivity.realizations import from_processed
+    from analysis.wavelets.autoencoders import ae_sensitivity, model_names, train_models
+    from analysis.wavelets.dataset import build_dataset_from_realizations
 
     cfg, out, quiet = ctx.config, ctx.out_dir / "autoencoders", ctx.options.quiet
     ae = cfg.autoencoders
@@ -203,8 +203,8 @@ def autoencoder_stage(ctx: RunContext) -> str:
 
 def baseline_stage(ctx: RunContext) -> str:
     """BumpHunter and the background + Gaussian mass scan on every signal's realisations."""
-    from analysis.baseline_sensitivity import run_baselines
-    from analysis.scan import load_processed
+    from analysis.baselines.sensitivity import run_baselines
+    from analysis.pfn.scan import load_processed
     from analysis.sensitivity.realizations import from_processed
 
     columns, metadata = load_processed(ctx.process_dir, constituents=False)

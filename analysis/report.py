@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.atomic import write_text
+from analysis.core.atomic import write_text
 from analysis.sensitivity.model import MethodEntry, Sensitivity
 
 
@@ -310,7 +310,7 @@ def signal_names(data: Sensitivity) -> list[str]:
 
 def write_figures(results: Path, data: Sensitivity) -> None:
     """Per signal: the global and local comparison plots and the null calibration plot."""
-    from analysis.plots import save
+    from analysis.core.plots import save
 
     for signal in signal_names(data):
         entries = [e for e in data.methods if e.signal == signal]

@@ -2,7 +2,7 @@
 
 Both run the default qcd settings (7 TeV, pT-hat window, MPI + hadronisation) with the same
 seed in the same process: the baseline is Pythia's ``next()`` only; the pipeline is one file
-of ``analysis.generation.write_file`` (Pythia ``nextBatch`` + FastJet clustering + flavour
+of ``analysis.events.generation.write_file`` (Pythia ``nextBatch`` + FastJet clustering + flavour
 and jet ID + uproot writing). Both include Pythia's initialisation. ratio = pipeline /
 Pythia alone (target >= 0.7). Also measured: ``generate`` with 1 and 2 worker processes on
 the same sample (scaling = rate with 2 / rate with 1; process start-up included).
@@ -29,9 +29,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
-    from analysis.atomic import write_json
-    from analysis.config import load_config
-    from analysis.generation import generate, make_pythia, plan_files, pythia_settings, write_file
+    from analysis.core.atomic import write_json
+    from analysis.core.config import load_config
+    from analysis.events.generation import generate, make_pythia, plan_files, pythia_settings, write_file
 
     n_events = 800 if args.quick else 3000
     n_scaling = 1200 if args.quick else 6000

@@ -110,9 +110,9 @@ def main() -> int:
     import keras
     import tf_keras
 
-    from analysis.config import load_config
-    from analysis.pfn_inputs import preprocess_awkward
-    from analysis.scan import load_processed
+    from analysis.core.config import load_config
+    from analysis.pfn.inputs import preprocess_awkward
+    from analysis.pfn.scan import load_processed
     from models.batches import to_padded
     from models.energyflow_pfn import predict_energyflow_pfn
     from models.pfn import resolve_phi_dtype
@@ -203,7 +203,7 @@ def main() -> int:
         "padded_to": max_len, "work_ratio": round(max_len / float(packed.counts.mean()), 3),
         "load_avg_1min": round(os.getloadavg()[0], 2), "quick": args.quick,
     })  # fmt: skip
-    from analysis.atomic import write_json
+    from analysis.core.atomic import write_json
 
     write_json(REPO / "results" / "benchmarks" / "bench_pfn.json", result)
     print(json.dumps(result))

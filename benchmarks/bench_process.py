@@ -15,7 +15,7 @@ Measured on the same generated events in the same run:
   hist_only_ratio compare it with the reference way doing only the m_jj histogram.
 Both implementations' histograms are compared (``histograms_agree``).
 
-The sample is generated once with ``analysis.generation`` and cached under data/bench_process/
+The sample is generated once with ``analysis.events.generation`` and cached under data/bench_process/
 (or pass --fileset). Prints one JSON line; writes results/benchmarks/bench_process.json.
 """
 
@@ -32,15 +32,15 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
-from analysis.atomic import write_json  # noqa: E402
-from analysis.config import load_config  # noqa: E402
+from analysis.core.atomic import write_json  # noqa: E402
+from analysis.core.config import load_config  # noqa: E402
 
 CACHE = REPO / "data" / "bench_process"
 
 
 def sample_fileset(n_events: int, seed: int) -> Path:
     """A generated qcd sample of ``n_events`` events (cached; reused when rerun)."""
-    from analysis.generation import generate
+    from analysis.events.generation import generate
 
     return generate("qcd", n_events, seed, CACHE / f"qcd_{n_events}_{seed}", quiet=True)
 
@@ -56,7 +56,7 @@ def files_of(fileset: Path) -> list[str]:
 
 def run_processor(files: list[str], cfg: Any, columnar: bool) -> tuple[float, Any]:
     """Seconds for the processor over the files on one core; the merged m_jj histogram."""
-    from analysis.processing import process_fileset
+    from analysis.events.processing import process_fileset
     from processors.dijet import DijetProcessor
     from processors.runner import make_runner, uproot_options
 

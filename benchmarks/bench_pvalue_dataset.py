@@ -3,7 +3,7 @@
 Reference sizes: 10,000 background toys for the p-value reference, 25,000 training maps, 5,000
 test backgrounds and 5 signal sizes x 1,000 maps (45,000 spectra; 35,000 maps to rank).
 
-* ours: analysis.pvalues (chunked single-precision CWT with precomputed kernels, rebin by one
+* ours: analysis.wavelets.pvalues (chunked single-precision CWT with precomputed kernels, rebin by one
   matrix product, per-cell sorted reference and exact searchsorted counts). Full mode builds
   everything; ``--quick`` builds the full 10,000-toy reference and 1/10 of the 35,000 maps,
   and scales the map part by 10 (the per-map cost is constant: CWT and counts per map).
@@ -28,11 +28,11 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 
-from analysis.atomic import write_json, write_npy  # noqa: E402
-from analysis.cwt import cwt_modulus, rebin  # noqa: E402
-from analysis.dataset import toy_inputs  # noqa: E402
-from analysis.definitions import parse_entries  # noqa: E402
-from analysis.pvalues import ModulusMaps, build_reference, pvalue_maps  # noqa: E402
+from analysis.core.atomic import write_json, write_npy  # noqa: E402
+from analysis.toys.definitions import parse_entries  # noqa: E402
+from analysis.wavelets.cwt import cwt_modulus, rebin  # noqa: E402
+from analysis.wavelets.dataset import toy_inputs  # noqa: E402
+from analysis.wavelets.pvalues import ModulusMaps, build_reference, pvalue_maps  # noqa: E402
 
 TOYS, TRAIN, TEST, SIGNALS, PER_SIGNAL = 10_000, 25_000, 5_000, 5, 1_000
 SHAPE = (48, 64)

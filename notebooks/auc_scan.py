@@ -37,7 +37,7 @@ import json
 import matplotlib.pyplot as plt
 import numpy as np
 
-from analysis.scan_plots import auc_figure
+from analysis.pfn.scan_plots import auc_figure
 
 scan = json.loads((RESULTS / "scan" / "auc_scan.json").read_text())
 print("bins (GeV):", scan["bin_edges"], "| seed", scan["seed"], "| injection", scan["injection"])

@@ -29,11 +29,11 @@ ROOT = Path.cwd().resolve().parent if Path.cwd().name == "notebooks" else Path.c
 import matplotlib.pyplot as plt
 import numpy as np
 
-from analysis.config import load_config
-from analysis.cwt import cwt_modulus
-from analysis.plots import cwt_figure, spectrum_figure
-from analysis.spectra import background_counts, clean_spectrum, fluctuate, signal_counts
-from analysis.toys import toy_setup
+from analysis.core.config import load_config
+from analysis.core.plots import cwt_figure, spectrum_figure
+from analysis.toys.selection import toy_setup
+from analysis.toys.spectra import background_counts, clean_spectrum, fluctuate, signal_counts
+from analysis.wavelets.cwt import cwt_modulus
 
 config = load_config(ROOT / "configs" / "default.yaml")
 setup = toy_setup(config)

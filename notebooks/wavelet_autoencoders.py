@@ -36,10 +36,10 @@ import json
 import matplotlib.pyplot as plt
 import numpy as np
 
-from analysis.config import AnalysisConfig
-from analysis.dataset import load_dataset
-from analysis.pvalue_plots import pvalue_vs_signal_figure
+from analysis.core.config import AnalysisConfig
 from analysis.sensitivity.realizations import load_realizations
+from analysis.wavelets.dataset import load_dataset
+from analysis.wavelets.plots import pvalue_vs_signal_figure
 
 ae_dir = RESULTS / "autoencoders"
 data = load_dataset(ae_dir / "dataset")
@@ -72,7 +72,7 @@ plt.show()
 # ## A trained autoencoder, loaded in safe mode
 
 # %%
-from analysis.ae_scan import find_models
+from analysis.wavelets.autoencoders import find_models
 from models.ae_training import load_model, reconstruction_mse
 
 models = find_models(ae_dir / "models")

@@ -26,7 +26,7 @@ from typing import Any
 
 import uproot
 
-from analysis.errors import ConfigError, InputError
+from analysis.core.errors import ConfigError, InputError
 
 DEFAULT_TREE = "Events"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from coffea import processor
 from coffea.nanoevents import PFNanoAODSchema
 
-from analysis.errors import InputError
+from analysis.core.errors import InputError
 
 EXECUTORS = ("iterative", "futures", "dask")
 

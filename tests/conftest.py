@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-# -- generated samples (analysis.generation): tiny, made once per test session -----------------
+# -- generated samples (analysis.events.generation): tiny, made once per test session -----------------
 GEN_SEED = 7
 QCD_EVENTS = 3000  # default pT-hat window: ~20 s of Pythia on one core
 XGG_EVENTS = 10000  # ~10% pass the selection: a ~1000-event resonance pool for the scan tests
@@ -17,7 +17,7 @@ GEN_EVENTS_PER_FILE = 1000  # several files per sample, so file splitting is exe
 
 
 def _gen_config(**settings: float):
-    from analysis.config import load_config
+    from analysis.core.config import load_config
 
     return load_config(None, {"generation": {"events_per_file": GEN_EVENTS_PER_FILE, **settings}}).generation
 
@@ -25,7 +25,7 @@ def _gen_config(**settings: float):
 @pytest.fixture(scope="session")
 def qcd_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """fileset.json of a small QCD sample (default generation settings, seed 7, 3000 events)."""
-    from analysis.generation import generate
+    from analysis.events.generation import generate
 
     out = tmp_path_factory.mktemp("qcd_sample")
     return generate("qcd", QCD_EVENTS, GEN_SEED, out, workers=2, cfg=_gen_config(), quiet=True)
@@ -34,7 +34,7 @@ def qcd_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def xgg_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """fileset.json of an xgg sample (RS graviton -> gg, M = 900 GeV, seed 7, 10000 events)."""
-    from analysis.generation import generate
+    from analysis.events.generation import generate
 
     out = tmp_path_factory.mktemp("xgg_sample")
     return generate("xgg", XGG_EVENTS, GEN_SEED, out, mass=XGG_MASS, workers=2, cfg=_gen_config(), quiet=True)
@@ -44,7 +44,7 @@ def xgg_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def wprime_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """fileset.json of a W' -> W Z -> 4 quarks sample (M = 900 GeV, seed 7, 1500 events; ~40% have
     two selected jets, each holding one boson's two-prong decay)."""
-    from analysis.generation import generate
+    from analysis.events.generation import generate
 
     out = tmp_path_factory.mktemp("wprime_sample")
     return generate("wprime", 1500, GEN_SEED, out, mass=900.0, workers=2, cfg=_gen_config(), quiet=True)
@@ -54,7 +54,7 @@ def wprime_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def scan_qcd_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """fileset.json of the scan tests' QCD sample: 12000 events in a narrow pT-hat window (seed 8),
     ~3300 selected events in ~40 s instead of ~1300."""
-    from analysis.generation import generate
+    from analysis.events.generation import generate
 
     out = tmp_path_factory.mktemp("scan_qcd_sample")
     cfg = _gen_config(pthat_min=SCAN_PTHAT[0], pthat_max=SCAN_PTHAT[1])
@@ -64,8 +64,8 @@ def scan_qcd_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def processed_sample(scan_qcd_sample: Path, xgg_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The scan QCD + xgg samples processed once with the default selection: the scan's events."""
-    from analysis.config import load_config
-    from analysis.processing import process_fileset
+    from analysis.core.config import load_config
+    from analysis.events.processing import process_fileset
 
     out = tmp_path_factory.mktemp("processed_sample")
     process_fileset([scan_qcd_sample, xgg_sample], out, load_config(None, {"injection": {"kind": "none"}}), executor="iterative", quiet=True)

@@ -15,14 +15,20 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from analysis.ae_scan import MODEL_NAMES, ae_sensitivity, efficiency_p_value, pvalue_scan, train_models
-from analysis.background_fit import dijet_turnon
-from analysis.dataset import build_dataset, build_dataset_from_realizations, load_dataset, toy_inputs
-from analysis.definitions import parse_entries
-from analysis.errors import InputError
+from analysis.baselines.background_fit import dijet_turnon
+from analysis.core.errors import InputError
 from analysis.sensitivity.model import Sensitivity
 from analysis.sensitivity.realizations import build_realizations
 from analysis.sensitivity.tails import NullDistribution
+from analysis.toys.definitions import parse_entries
+from analysis.wavelets.autoencoders import (
+    MODEL_NAMES,
+    ae_sensitivity,
+    efficiency_p_value,
+    pvalue_scan,
+    train_models,
+)
+from analysis.wavelets.dataset import build_dataset, build_dataset_from_realizations, load_dataset, toy_inputs
 
 REPO = Path(__file__).resolve().parent.parent
 WAVELET = parse_entries("wavelets", [{"id": 0}], "w")[0]
@@ -143,7 +149,7 @@ def falling_sample(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def small_config(**sensitivity: float):
-    from analysis.config import load_config
+    from analysis.core.config import load_config
 
     return load_config(None, {
         "dataset": {"toys": 300, "train": 150, "test": 400, "histogram_shape": [12, 18]},
@@ -206,7 +212,7 @@ def test_realisations_are_scored_with_a_format_2_entry_per_model(protocol, tmp_p
 def test_losses_past_the_null_are_tail_fitted_or_bounds(protocol) -> None:
     """Per realisation: a loss above every test-background loss gets p < 1/(M+1) from the fitted
     tail, or is flagged as a bound; the floor 1/M (or 1/(M+1)) is never reported as a value."""
-    from analysis.ae_scan import _score
+    from analysis.wavelets.autoencoders import _score
     from models.ae_training import load_model
 
     real, _, out = protocol

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from analysis.background_fit import (
+from analysis.baselines.background_fit import (
     BackgroundFit,
     SpectrumModel,
     dijet_turnon,
@@ -14,9 +14,9 @@ from analysis.background_fit import (
     minimise,
     turn_on_limits,
 )
-from analysis.baseline_sensitivity import SpectrumSearch
-from analysis.baselines import BumpScanner, gaussian_bins, local_p, mass_hypotheses, mass_scan
-from analysis.config import BaselinesConfig
+from analysis.baselines.searches import BumpScanner, gaussian_bins, local_p, mass_hypotheses, mass_scan
+from analysis.baselines.sensitivity import SpectrumSearch
+from analysis.core.config import BaselinesConfig
 
 EDGES = np.arange(760.0, 1481.0, 10.0)  # the protocol's default search range
 CENTRES = 0.5 * (EDGES[1:] + EDGES[:-1])
@@ -212,8 +212,8 @@ def test_turn_on_modes_for_a_bump_near_the_low_edge(model: BackgroundFit) -> Non
 def test_run_baselines_writes_entries_summary_and_plots(tmp_path) -> None:
     import json
 
-    from analysis.baseline_sensitivity import run_baselines
-    from analysis.config import load_config
+    from analysis.baselines.sensitivity import run_baselines
+    from analysis.core.config import load_config
     from analysis.sensitivity.model import Sensitivity
     from analysis.sensitivity.realizations import build_realizations
 
@@ -244,7 +244,7 @@ def test_bumphunt_command_names_a_missing_histograms_file(tmp_path) -> None:
     import argparse
 
     from analysis.commands import bumphunt
-    from analysis.errors import InputError
+    from analysis.core.errors import InputError
 
     args = argparse.Namespace(histograms=tmp_path / "nowhere" / "histograms.root", out=tmp_path / "out", config=None,
                               seed=None, quiet=True)  # fmt: skip

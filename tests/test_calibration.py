@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.background_fit import fit_background
-from analysis.baseline_sensitivity import search_spectra
-from analysis.config import BaselinesConfig
+from analysis.baselines.background_fit import fit_background
+from analysis.baselines.sensitivity import search_spectra
+from analysis.core.config import BaselinesConfig
 
 EDGES = np.arange(760.0, 1481.0, 20.0)
 CENTRES = 0.5 * (EDGES[1:] + EDGES[:-1])

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from analysis.cli import main
-from analysis.config import load_config
-from analysis.definitions import load_entries, parse_entries, select
-from analysis.errors import ConfigError
+from analysis.core.config import load_config
+from analysis.core.errors import ConfigError
+from analysis.toys.definitions import load_entries, parse_entries, select
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.config import load_config
-from analysis.errors import ConfigError
+from analysis.core.config import load_config
+from analysis.core.errors import ConfigError
 
 TINY_NET = {"epochs": 2, "phi_sizes": [16, 16], "f_sizes": [16], "batch_size": 100, "learning_rate": 0.01}
 SCAN_NET = {"epochs": None, "phi_sizes": None, "f_sizes": None, "batch_size": None}  # cwola: the scan's network
@@ -21,8 +21,8 @@ THETA = (125.37, 131.33, -87.195, -18.331, 791.16, 3.4428)
 
 # -- pure pieces ------------------------------------------------------------------------------
 def test_windows_slide_on_bin_edges_with_sidebands_inside_the_range() -> None:
-    from analysis.config import CwolaConfig
-    from analysis.cwola import signal_windows
+    from analysis.core.config import CwolaConfig
+    from analysis.pfn.cwola import signal_windows
 
     edges = np.arange(760.0, 1481.0, 10.0)
     cw = CwolaConfig(sr_width=100, sb_width=50, sr_step=50, sr_min=800, sr_max=1100)
@@ -42,7 +42,7 @@ def test_windows_slide_on_bin_edges_with_sidebands_inside_the_range() -> None:
 def test_excess_pvalue_is_poisson_and_conservative_for_overdispersed_counts() -> None:
     from scipy import stats
 
-    from analysis.cwola import excess_pvalue
+    from analysis.pfn.cwola import excess_pvalue
 
     assert excess_pvalue(0, 3.0, 1.0) == 1.0
     assert excess_pvalue(7, 3.0, 0.0) == pytest.approx(stats.poisson.sf(6, 3.0))
@@ -65,7 +65,7 @@ def test_excess_pvalue_is_poisson_and_conservative_for_overdispersed_counts() ->
 def test_selection_dispersion_matches_a_simulated_cut() -> None:
     """Per-bin variance / mean of the selected counts of realisations, cut as the method cuts (the
     top epsilon of the events, with their copies, by a score unrelated to the copies)."""
-    from analysis.cwola import Window, fold_ranks, selection_dispersion
+    from analysis.pfn.cwola import Window, fold_ranks, selection_dispersion
     from analysis.sensitivity.realizations import Realizations
 
     rng = np.random.default_rng(3)
@@ -136,7 +136,7 @@ def test_event_pfn_joins_the_jets_latent_sums_before_f(jit: bool) -> None:
 def _jets(rng: np.random.Generator, n_events: int, signal: bool):
     """Two jets per event: background with 8-20 constituents, a quarter photons, spread about the
     axis; the signal's with 10-24, 40 % photons, in two prongs: separable, not perfectly."""
-    from analysis.pfn_inputs import PID2FLOAT
+    from analysis.pfn.inputs import PID2FLOAT
     from models.batches import PackedJets
 
     n_jets = 2 * n_events
@@ -158,8 +158,8 @@ def _jets(rng: np.random.Generator, n_events: int, signal: bool):
 def synthetic(n_background: int = 4000, n_pool: int = 600, seed: int = 11, n_signal: tuple = (0, 300)):
     """ScanInputs and Realizations of a synthetic sample: m_jj of the dijet x turn-on shape, a
     Gaussian signal at 880 GeV whose jets are clearly different."""
-    from analysis.background_fit import dijet_turnon
-    from analysis.scan import EventPool, ScanInputs
+    from analysis.baselines.background_fit import dijet_turnon
+    from analysis.pfn.scan import EventPool, ScanInputs
     from analysis.sensitivity.realizations import build_realizations, range_edges
 
     rng = np.random.default_rng(seed)
@@ -190,7 +190,7 @@ def separable_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """cwola_pfn on the synthetic sample (one window around the signal, 3 folds), every training's
     and every prediction's events recorded."""
     import models.training as training
-    from analysis.cwola import run_cwola_sensitivity
+    from analysis.pfn.cwola import run_cwola_sensitivity
 
     inputs, real = synthetic()
     cfg = load_config(None, {
@@ -218,7 +218,7 @@ def separable_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_no_event_is_scored_by_a_model_that_trained_on_it(separable_run) -> None:
-    from analysis.cwola import window_events
+    from analysis.pfn.cwola import window_events
 
     calls = separable_run["calls"]
     cfg, real = separable_run["cfg"], separable_run["real"]
@@ -236,7 +236,7 @@ def test_no_event_is_scored_by_a_model_that_trained_on_it(separable_run) -> None
 
 
 def _window(cfg, real):
-    from analysis.cwola import signal_windows
+    from analysis.pfn.cwola import signal_windows
 
     (window,) = signal_windows(cfg.cwola, real.edges)
     return window
@@ -267,8 +267,8 @@ QCD_CONFIG = {
 
 @pytest.fixture(scope="module")
 def qcd_run(processed_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from analysis.cwola import run_cwola_sensitivity
-    from analysis.scan import load_processed, scan_inputs
+    from analysis.pfn.cwola import run_cwola_sensitivity
+    from analysis.pfn.scan import load_processed, scan_inputs
     from analysis.sensitivity.model import Sensitivity
     from analysis.sensitivity.realizations import from_processed
 
@@ -296,7 +296,7 @@ def test_background_only_selections_are_not_sculpted(qcd_run) -> None:
 
 
 def test_entry_is_format_2_and_resume_is_exact(qcd_run) -> None:
-    from analysis.cwola import CHECKPOINTS, PLOT, ROC_PLOT, run_cwola_sensitivity
+    from analysis.pfn.cwola import CHECKPOINTS, PLOT, ROC_PLOT, run_cwola_sensitivity
     from analysis.sensitivity.model import Sensitivity
 
     data, real, out = qcd_run["data"], qcd_run["real"], qcd_run["out"]
@@ -330,9 +330,9 @@ def test_entry_is_format_2_and_resume_is_exact(qcd_run) -> None:
 def wprime_run(scan_qcd_sample: Path, wprime_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """cwola_pfn on the scan QCD sample with 300 of the W' sample's selected events injected, one
     window on the W' peak (the first realisation only)."""
-    from analysis.cwola import run_cwola_sensitivity
-    from analysis.processing import process_fileset
-    from analysis.scan import load_processed, scan_inputs
+    from analysis.events.processing import process_fileset
+    from analysis.pfn.cwola import run_cwola_sensitivity
+    from analysis.pfn.scan import load_processed, scan_inputs
     from analysis.sensitivity.realizations import from_processed
 
     out = tmp_path_factory.mktemp("cwola_wprime")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.cwt import cwt_modulus
-from analysis.definitions import parse_entries
-from analysis.spectra import signal_counts
+from analysis.toys.definitions import parse_entries
+from analysis.toys.spectra import signal_counts
+from analysis.wavelets.cwt import cwt_modulus
 
 
 def analytic_peak_scale(sigma: float, bandwidth: float, centre_frequency: float, scales: np.ndarray) -> float:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.definitions import parse_entries
-from analysis.errors import ConfigError
-from analysis.expressions import ExpressionError, parse
+from analysis.core.errors import ConfigError
+from analysis.core.expressions import ExpressionError, parse
+from analysis.toys.definitions import parse_entries
 
 SENTINEL = Path("/tmp/dijetscan_expression_sentinel")
 

@@ -24,9 +24,9 @@ from scipy.optimize import minimize
 from scipy.stats import gaussian_kde
 
 from analysis.cli import main as cli_main
-from analysis.config import load_config
-from analysis.errors import ConfigError
-from analysis.generation import file_seed, generate
+from analysis.core.config import load_config
+from analysis.core.errors import ConfigError
+from analysis.events.generation import file_seed, generate
 from tests.conftest import GEN_SEED, QCD_EVENTS, XGG_EVENTS, XGG_MASS
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning:coffea.nanoevents.schemas.nanoaod")
@@ -457,7 +457,7 @@ def test_bad_generation_config_is_a_config_error(tmp_path: Path) -> None:
 # -- jets.py on hand-made events (known answers) -------------------------------------------------
 def _event_batch(events: list[list[tuple[float, float, float, int]]], partons: list[list[tuple[float, float, int]]]):
     """An EventBatch from particles (pt, eta, phi, pdgId; massless) and partons (eta, phi, id)."""
-    from analysis.jets import EventBatch
+    from analysis.events.jets import EventBatch
 
     flat = [p for ev in events for p in ev]
     pt, eta, phi = (np.array([p[i] for p in flat], dtype=float) for i in range(3))
@@ -473,7 +473,7 @@ def _event_batch(events: list[list[tuple[float, float, float, int]]], partons: l
 
 
 def test_jets_of_hand_made_events() -> None:
-    from analysis.jets import JetSettings, build_batch
+    from analysis.events.jets import JetSettings, build_batch
 
     charge = {211: 1, -211: -1, 22: 0, 13: -1, 2112: 0}
     events = [
@@ -502,7 +502,7 @@ def test_jets_of_hand_made_events() -> None:
 
 
 def test_default_samples_of_the_chain_are_cached(tmp_path: Path) -> None:
-    from analysis.generation import default_samples
+    from analysis.events.generation import default_samples
 
     cfg = load_config(None, {"seed": 3, "generation": {
         "qcd_events": 40, "xgg_events": 30, "xgg_mass": 800, "events_per_file": 20, "data_dir": str(tmp_path / "data"),

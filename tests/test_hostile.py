@@ -23,13 +23,13 @@ import numpy as np
 import pytest
 import uproot
 
-from analysis import atomic
 from analysis.cli import main as cli_main
-from analysis.config import load_config, read_yaml
-from analysis.definitions import parse_entries
-from analysis.errors import ConfigError, InputError
-from analysis.expressions import parse
-from analysis.processing import process_fileset, require_complete
+from analysis.core import atomic
+from analysis.core.config import load_config, read_yaml
+from analysis.core.errors import ConfigError, InputError
+from analysis.core.expressions import parse
+from analysis.events.processing import process_fileset, require_complete
+from analysis.toys.definitions import parse_entries
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning:coffea.nanoevents.schemas.nanoaod")
 
@@ -157,7 +157,7 @@ BEFORE_COMMIT = {"merge", "staged", "marker"}
 
 def _killed_child(point: str, fs: dict[str, Any], out: Path, config: Any) -> None:
     """Run `process` in a forked child that SIGKILLs itself at ``point``."""
-    import analysis.processing as proc_module
+    import analysis.events.processing as proc_module
 
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
@@ -223,7 +223,7 @@ def test_kill_9_at_every_point_then_rerun_gives_the_uninterrupted_outputs(files,
 def test_run_json_is_written_with_the_results_never_before(files, tmp_path: Path) -> None:
     out = tmp_path / "out"
     seen = []
-    import analysis.processing as proc_module
+    import analysis.events.processing as proc_module
 
     real = proc_module._merge
 
@@ -294,7 +294,7 @@ def test_non_finite_output_column_names_the_file(tmp_path: Path) -> None:
 def test_generate_size_bounds_fail_fast(
     tmp_path: Path, capsys, monkeypatch, args: list[str], message: str
 ) -> None:
-    import analysis.generation as generation
+    import analysis.events.generation as generation
 
     def never(*_: Any, **__: Any) -> None:
         raise AssertionError("planned the files of an oversized request")
@@ -355,8 +355,8 @@ def test_expressions_fail_at_load_naming_file_entry_and_field(
 
 
 def test_max_with_three_arguments_never_writes_into_n() -> None:
-    from analysis.definitions import SignalDef
-    from analysis.spectra import signal_counts
+    from analysis.toys.definitions import SignalDef
+    from analysis.toys.spectra import signal_counts
 
     n = np.arange(5.0)
     assert parse("max(1, 50, n)")(n).tolist() == [50.0] * 5 and n.tolist() == [0, 1, 2, 3, 4]
@@ -378,7 +378,7 @@ def test_dataset_without_files_is_a_config_error(tmp_path: Path, capsys) -> None
 
 
 def test_incomplete_generated_dataset_is_refused(tmp_path: Path, monkeypatch) -> None:
-    import analysis.generation as generation
+    import analysis.events.generation as generation
 
     out = tmp_path / "sample"
     out.mkdir()
@@ -497,7 +497,7 @@ def test_session_save_force_refuses_a_symlink(tmp_path: Path, capsys) -> None:
 
 
 def test_interrupted_forced_save_is_not_loaded(tmp_path: Path, capsys, monkeypatch) -> None:
-    import analysis.sessions as sessions
+    import analysis.core.sessions as sessions
 
     configs = tmp_path / "configs"
     shutil.copytree(REPO / "configs", configs)
@@ -547,7 +547,7 @@ def test_stale_temporaries_are_removed_by_the_next_run(files, tmp_path: Path) ->
 
 
 def test_stale_temporaries_of_generate_are_removed(tmp_path: Path) -> None:
-    from analysis.generation import generate
+    from analysis.events.generation import generate
 
     gen = load_config(None, {"generation": {"events_per_file": 20, "batch_size": 20}}).generation
     out = tmp_path / "sample"
@@ -578,7 +578,7 @@ TINY = {"toys": 20, "train": 20, "test": 20, "signal_sizes": [0.0, 2000.0], "qui
 
 
 def _train_dense(dataset: Path, out: Path) -> Path:
-    from analysis.ae_scan import train_models
+    from analysis.wavelets.autoencoders import train_models
 
     train_models(dataset, out, ["dense"], epochs=1, batch_size=10, patience=1, learning_rate=1e-3, code_size=4,
                  validation_fraction=0.2, seed=1, quiet=True)  # fmt: skip
@@ -589,7 +589,7 @@ def _train_dense(dataset: Path, out: Path) -> Path:
 def ae_datasets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Toy datasets a (12x16 maps, seed 1), b (12x16, seed 2: same shape, another dataset) and
     c (6x8), and a dense model trained on a (models/dense_ae)."""
-    from analysis.dataset import build_dataset, toy_inputs
+    from analysis.wavelets.dataset import build_dataset, toy_inputs
 
     base = tmp_path_factory.mktemp("ae_hostile")
     inputs = toy_inputs(AE_SIGNAL, AE_BACKGROUND, AE_WAVELET)
@@ -625,7 +625,7 @@ def test_pvalue_scan_refuses_models_of_another_dataset(ae_datasets: Path, tmp_pa
         assert message in err and str(models / "dense_ae") in err and str(dataset) in err, err
         assert "Traceback" not in err and not any(out.iterdir())  # refused before anything is written
     # the dataset it was trained on (or an identical rebuild elsewhere: same fingerprint) is scanned
-    from analysis.dataset import build_dataset, toy_inputs
+    from analysis.wavelets.dataset import build_dataset, toy_inputs
 
     build_dataset(tmp_path / "a_again", toy_inputs(AE_SIGNAL, AE_BACKGROUND, AE_WAVELET), seed=1, shape=(12, 16), **TINY)
     for dataset in (base / "a", tmp_path / "a_again"):
@@ -637,7 +637,7 @@ def test_pvalue_scan_refuses_models_of_another_dataset(ae_datasets: Path, tmp_pa
 
 def _falling(n: int, rng: np.random.Generator) -> np.ndarray:
     """m_jj from a dijet x turn-on density (as in test_autoencoders)."""
-    from analysis.background_fit import dijet_turnon
+    from analysis.baselines.background_fit import dijet_turnon
 
     grid = np.arange(700.0, 1600.0, 1.0)
     cdf = np.cumsum(dijet_turnon(np.array([0.0, 10.0, 5.0, 0.0, 780.0, np.log(60.0)]), grid))
@@ -645,9 +645,9 @@ def _falling(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def test_chain_scoring_refuses_models_of_another_dataset(ae_datasets: Path, tmp_path: Path) -> None:
-    from analysis.ae_scan import ae_sensitivity
-    from analysis.dataset import build_dataset_from_realizations
     from analysis.sensitivity.realizations import build_realizations
+    from analysis.wavelets.autoencoders import ae_sensitivity
+    from analysis.wavelets.dataset import build_dataset_from_realizations
 
     rng = np.random.default_rng(21)
     real = build_realizations(_falling(3000, rng), rng.normal(900.0, 25.0, 500), seed=3, n_realizations=3,
@@ -688,7 +688,7 @@ def test_chain_scoring_refuses_models_of_another_dataset(ae_datasets: Path, tmp_
     ],
 )  # fmt: skip
 def test_build_dataset_bounds_fail_fast(tmp_path: Path, capsys, monkeypatch, argv: list[str], message: str) -> None:
-    import analysis.dataset as dataset
+    import analysis.wavelets.dataset as dataset
 
     def never(*_: Any, **__: Any) -> None:
         raise AssertionError("computed maps of an invalid request")
@@ -702,7 +702,7 @@ def test_build_dataset_bounds_fail_fast(tmp_path: Path, capsys, monkeypatch, arg
 
 
 def test_build_dataset_api_refuses_non_finite_sizes_before_writing(tmp_path: Path) -> None:
-    from analysis.dataset import build_dataset, toy_inputs
+    from analysis.wavelets.dataset import build_dataset, toy_inputs
 
     inputs = toy_inputs(AE_SIGNAL, AE_BACKGROUND, AE_WAVELET)
     for sizes, message in (([0.0, float("nan")], "nan is not a finite"), ([float("inf")], "inf is not a finite"),
@@ -716,7 +716,7 @@ def test_build_dataset_api_refuses_non_finite_sizes_before_writing(tmp_path: Pat
 
 
 def test_a_failed_build_never_blocks_the_directory(tmp_path: Path, monkeypatch) -> None:
-    import analysis.dataset as dataset
+    import analysis.wavelets.dataset as dataset
 
     inputs = dataset.toy_inputs(AE_SIGNAL, AE_BACKGROUND, AE_WAVELET)
     out = tmp_path / "ds"
@@ -786,7 +786,7 @@ def _histograms(directory: Path, qcd: np.ndarray | None = None, xgg_edges: np.nd
 def test_histograms_of_an_interrupted_or_non_finite_process_are_refused(tmp_path: Path, capsys) -> None:
     import re
 
-    from analysis.dataset import build_dataset_from_histograms, read_histograms
+    from analysis.wavelets.dataset import build_dataset_from_histograms, read_histograms
 
     def cli(path: Path) -> str:
         code = cli_main(["build-dataset", "--histograms", str(path), "--out", str(tmp_path / "ds"), "-q"])

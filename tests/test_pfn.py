@@ -12,7 +12,7 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from analysis.pfn_inputs import PID2FLOAT, pf_class_ids, preprocess, preprocess_awkward, remap_pids
+from analysis.pfn.inputs import PID2FLOAT, pf_class_ids, preprocess, preprocess_awkward, remap_pids
 from models.batches import PackedJets, to_padded
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analysis.config import load_config
+from analysis.core.config import load_config
 from analysis.pipeline import _INPUTS, stage_key
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

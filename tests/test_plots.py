@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from analysis.cli import main
-from analysis.toy_plots import PLOT_KINDS
+from analysis.toys.plots import PLOT_KINDS
 
 MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".pdf": b"%PDF"}
 

@@ -16,10 +16,10 @@ import uproot
 import yaml
 
 from analysis.cli import main as cli_main
-from analysis.config import AnalysisConfig, load_config
-from analysis.errors import ConfigError, InputError
-from analysis.injection import plan_injection
-from analysis.processing import process_fileset
+from analysis.core.config import AnalysisConfig, load_config
+from analysis.core.errors import ConfigError, InputError
+from analysis.events.injection import plan_injection
+from analysis.events.processing import process_fileset
 
 # coffea's NanoAOD schema warns about collections real NanoAOD files reference but do not store
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning:coffea.nanoevents.schemas.nanoaod")
@@ -293,7 +293,7 @@ def test_gluon_pair_injection_draws_from_a_disjoint_pool(gen_processed, gen_file
     qcd_total = sum(len(cols[n]) for n in inj.background_datasets)
     assert len(inj.background) < qcd_total and len(inj.background) + len(inj.pool) <= qcd_total
     assert list(inj.draws) == [3] and list(inj.skipped) == [10**6]
-    from analysis.injection import injected_spectra
+    from analysis.events.injection import injected_spectra
     from processors.dijet import mjj_hist
 
     spectra = injected_spectra(inj, {"mjj": mjj_hist(cfg.histograms.model_dump())})

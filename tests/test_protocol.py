@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis.background_fit import dijet_turnon
-from analysis.errors import ConfigError, InputError
+from analysis.baselines.background_fit import dijet_turnon
+from analysis.core.errors import ConfigError, InputError
 from analysis.sensitivity.model import Sensitivity, merge_entries
 from analysis.sensitivity.realizations import build_realizations, range_edges
 from analysis.sensitivity.summary import MethodResult, crossing, quantile_bound, summarise

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.cwt import CwtPlan, cwt_modulus, rebin
-from analysis.dataset import (
+from analysis.core.errors import ConfigError, InputError
+from analysis.toys.definitions import parse_entries
+from analysis.wavelets.cwt import CwtPlan, cwt_modulus, rebin
+from analysis.wavelets.dataset import (
     build_dataset,
     build_dataset_from_histograms,
     build_dataset_from_realizations,
@@ -19,9 +21,7 @@ from analysis.dataset import (
     signal_file,
     toy_inputs,
 )
-from analysis.definitions import parse_entries
-from analysis.errors import ConfigError, InputError
-from analysis.pvalues import ModulusMaps, Reference, build_reference, pvalue_maps
+from analysis.wavelets.pvalues import ModulusMaps, Reference, build_reference, pvalue_maps
 
 WAVELET = parse_entries("wavelets", [{"id": 0}], "w")[0]  # cmor1.5-1.0, scales 1..48
 BACKGROUND = parse_entries("backgrounds", [{"id": 0, "kind": "exponential", "amplitude": 1000, "rate": 0.005}], "b")[0]
@@ -166,7 +166,7 @@ def rising_falling(total: float) -> np.ndarray:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_background_fit_describes_a_rising_falling_spectrum(seed: int) -> None:
-    from analysis.background_fit import fit_background
+    from analysis.baselines.background_fit import fit_background
 
     counts = np.random.default_rng(seed).poisson(rising_falling(20000))
     fit = fit_background(counts, EDGES)
@@ -179,7 +179,7 @@ def test_background_fit_describes_a_rising_falling_spectrum(seed: int) -> None:
 def test_dataset_from_histograms(tmp_path: Path) -> None:
     import uproot
 
-    from analysis.config import load_config
+    from analysis.core.config import load_config
 
     rng = np.random.default_rng(4)
     signal = 5000 * np.diff(__import__("scipy").stats.norm.cdf(EDGES, 900, 40))
@@ -210,7 +210,7 @@ THETA = np.array([0.0, 10.0, 5.0, 0.0, 780.0, np.log(60.0)])  # dijet function x
 
 @pytest.fixture(scope="module")
 def realisations():
-    from analysis.background_fit import dijet_turnon
+    from analysis.baselines.background_fit import dijet_turnon
     from analysis.sensitivity.realizations import build_realizations
 
     rng = np.random.default_rng(8)
@@ -222,7 +222,7 @@ def realisations():
 
 
 def _small_config(**dataset: object):
-    from analysis.config import load_config
+    from analysis.core.config import load_config
 
     return load_config(None, {"dataset": {"toys": 400, "train": 10, "test": 50, "histogram_shape": [24, 36], **dataset}})
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.config import load_config
-from analysis.errors import ConfigError
-from analysis.scan import load_processed, scan_inputs
+from analysis.core.config import load_config
+from analysis.core.errors import ConfigError
+from analysis.pfn.scan import load_processed, scan_inputs
 
 REPO = Path(__file__).resolve().parent.parent
 # Settings measured on the session's processed sample (~3300 selected QCD events, ~1000 xgg):
@@ -42,7 +42,7 @@ def scan_config(tmp: Path, sizes: list[int], **extra) -> Path:
 
 @pytest.fixture(scope="session")
 def null_scan(processed_sample: Path, tmp_path_factory) -> dict:
-    from analysis.scan import scan_stage
+    from analysis.pfn.scan import scan_stage
 
     out = tmp_path_factory.mktemp("null_scan")
     scan_stage(load_config(scan_config(out, NULL_SIZES)), processed_sample, out, quiet=True)
@@ -84,7 +84,7 @@ def test_background_only_mean_auc_is_near_one_half(null_scan: dict) -> None:
 
 
 def _injected(processed_sample: Path, size: int, tmp: Path, kind: str, n: int) -> dict:
-    from analysis.scan import scan_stage
+    from analysis.pfn.scan import scan_stage
 
     scan_stage(load_config(scan_config(tmp, [size])), processed_sample, tmp, kind=kind, n_inject=n, quiet=True)
     return json.loads((tmp / "auc_scan.json").read_text())
@@ -218,9 +218,9 @@ def _assert_split_by_event(events: np.ndarray, split, jets_per_event: int = 2) -
 
 
 def test_no_event_is_in_the_training_and_the_test_set(processed_sample, tmp_path, monkeypatch) -> None:
-    import analysis.pfn_sensitivity as pfn
-    import analysis.scan as scan
-    from analysis.scan import Task, setup_from_config
+    import analysis.pfn.scan as scan
+    import analysis.pfn.sensitivity as pfn
+    from analysis.pfn.scan import Task, setup_from_config
     from analysis.sensitivity.realizations import from_processed
 
     columns, metadata = load_processed(processed_sample)
@@ -249,7 +249,7 @@ def test_no_event_is_in_the_training_and_the_test_set(processed_sample, tmp_path
 def test_leave_one_out_t_pvalues_are_uniform_for_a_gaussian_null() -> None:
     from scipy import stats
 
-    from analysis.pfn_sensitivity import pair_pvalues
+    from analysis.pfn.sensitivity import pair_pvalues
 
     rng = np.random.default_rng(5)
     n_real, trials = 7, 40_000  # the pairs axis holds independent experiments
@@ -266,7 +266,7 @@ def test_leave_one_out_t_pvalues_are_uniform_for_a_gaussian_null() -> None:
 
 
 def test_pairs_combine_to_a_sidak_global_p() -> None:
-    from analysis.pfn_sensitivity import combine_pairs
+    from analysis.pfn.sensitivity import combine_pairs
 
     p = np.random.default_rng(2).uniform(size=(20_000, 4))
     local, global_ = combine_pairs(p)
@@ -283,7 +283,7 @@ PFN_SENSITIVITY = {
 
 
 def test_pfn_auc_entry_on_the_realisations_and_resume(processed_sample, tmp_path) -> None:
-    from analysis.pfn_sensitivity import CHECKPOINTS, pfn_sensitivity_of_processed
+    from analysis.pfn.sensitivity import CHECKPOINTS, pfn_sensitivity_of_processed
     from analysis.sensitivity.model import Sensitivity
     from analysis.sensitivity.realizations import from_processed
 
@@ -321,8 +321,8 @@ def test_pfn_auc_entry_on_the_realisations_and_resume(processed_sample, tmp_path
 
 
 def test_pfn_auc_refuses_realisations_of_other_events(processed_sample, tmp_path) -> None:
-    from analysis.errors import InputError
-    from analysis.pfn_sensitivity import run_pfn_sensitivity
+    from analysis.core.errors import InputError
+    from analysis.pfn.sensitivity import run_pfn_sensitivity
     from analysis.sensitivity.realizations import from_processed
 
     columns, metadata = load_processed(processed_sample)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from analysis.cli import main
-from analysis.config import load_config
+from analysis.core.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 

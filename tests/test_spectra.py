@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.definitions import parse_entries
-from analysis.spectra import background_counts, clean_spectrum, fluctuate, signal_counts
+from analysis.toys.definitions import parse_entries
+from analysis.toys.spectra import background_counts, clean_spectrum, fluctuate, signal_counts
 
 
 def one(kind: str, entry: dict):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import optimize, special
 
-from analysis.baselines import BumpScanner
+from analysis.baselines.searches import BumpScanner
 from analysis.sensitivity.tails import NullDistribution
 
 EDGES = np.arange(900.0, 1021.0, 10.0)  # 12 bins

@@ -32,10 +32,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.atomic import check_out_dir
-from analysis.config import load_config
-from analysis.errors import ConfigError
-from analysis.provenance import RunRecord
+from analysis.core.atomic import check_out_dir
+from analysis.core.config import load_config
+from analysis.core.errors import ConfigError
+from analysis.core.provenance import RunRecord
 
 NAME = "build-dataset"
 HELP = "build p-value map datasets (train/test backgrounds, test signals per size)"
@@ -44,7 +44,7 @@ HELP = "build p-value map datasets (train/test backgrounds, test signals per siz
 def parse_sizes(text: str | None) -> list[float] | None:
     """``0,250,500`` -> [0.0, 250.0, 500.0]; a ConfigError names the flag and a bad entry (not a
     number, not finite, negative, beyond the bound, repeated; or too many sizes)."""
-    from analysis.dataset import check_signal_sizes
+    from analysis.wavelets.dataset import check_signal_sizes
 
     if text is None:
         return None
@@ -74,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from analysis.dataset import (
+    from analysis.wavelets.dataset import (
         MAX_TEST,
         MAX_TOYS,
         MAX_TRAIN,

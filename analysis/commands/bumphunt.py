@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.atomic import check_out_dir
-from analysis.config import load_config
-from analysis.errors import InputError
-from analysis.provenance import RunRecord
+from analysis.core.atomic import check_out_dir
+from analysis.core.config import load_config
+from analysis.core.errors import InputError
+from analysis.core.provenance import RunRecord
 
 NAME = "bumphunt"
 HELP = "BumpHunter and a background + Gaussian mass scan on the protocol's realisations (sensitivity.json)"
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from analysis.baseline_sensitivity import run_baselines
+    from analysis.baselines.sensitivity import run_baselines
     from analysis.sensitivity.realizations import load_realizations
 
     check_out_dir(args.out)

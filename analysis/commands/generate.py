@@ -31,10 +31,10 @@ import argparse
 import json
 from pathlib import Path
 
-from analysis.config import load_config
-from analysis.errors import ConfigError
-from analysis.generation import PROCESSES, generate
-from analysis.provenance import RunRecord
+from analysis.core.config import load_config
+from analysis.core.errors import ConfigError
+from analysis.core.provenance import RunRecord
+from analysis.events.generation import PROCESSES, generate
 
 NAME = "generate"
 HELP = "generate qcd, xgg or wprime events with Pythia8 + FastJet into NanoAOD-like ROOT files"

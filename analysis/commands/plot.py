@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.atomic import check_out_file, remove_stale
-from analysis.config import load_config
-from analysis.errors import ConfigError
+from analysis.core.atomic import check_out_file, remove_stale
+from analysis.core.config import load_config
+from analysis.core.errors import ConfigError
 
 NAME = "plot"
 HELP = "plot toy spectra, their wavelet transforms and p-value maps"
@@ -27,7 +27,7 @@ SEED_MAX = 2**63 - 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from analysis.toy_plots import PLOT_KINDS
+    from analysis.toys.plots import PLOT_KINDS
 
     parser.add_argument("kind", choices=list(PLOT_KINDS), help="what to plot")
     parser.add_argument("--config", type=Path, default=None, help="analysis config (default: configs/default.yaml)")
@@ -43,9 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from analysis.plots import FORMATS, save
-    from analysis.toy_plots import toy_figure
-    from analysis.toys import toy_setup
+    from analysis.core.plots import FORMATS, save
+    from analysis.toys.plots import toy_figure
+    from analysis.toys.selection import toy_setup
 
     out = args.out or Path(f"{args.kind}.png")
     if out.suffix.lower() not in FORMATS:

@@ -11,10 +11,10 @@ Reads the datasets of --fileset (coffea's fileset form, e.g. the fileset.json wr
                            mass, rapidity, partonFlavour, jetId, tau21 (N-subjettiness ratio;
                            -1 without PF candidates), constituents: pt, rapidity, phi, pdgId)
   run.json                 provenance
-The stage itself is analysis.processing.process_fileset. Every output is written into a
+The stage itself is analysis.events.processing.process_fileset. Every output is written into a
 staging directory first and renamed into place only when all are complete; a failed run leaves
 --out as it was, an interrupted one is refused by every reader until `process` runs again
-(see analysis.atomic). Events with NaN or infinite jet
+(see analysis.core.atomic). Events with NaN or infinite jet
 kinematics or weight are dropped as the cutflow step `finite`, with a warning naming the
 dataset and the count. A missing, corrupt or truncated input file, or one whose selected
 events have non-finite rapidities or PF candidates, stops the run (exit 1) naming the file,
@@ -30,9 +30,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.atomic import check_out_dir
-from analysis.config import load_config
-from analysis.processing import check_bounds, process_fileset
+from analysis.core.atomic import check_out_dir
+from analysis.core.config import load_config
+from analysis.events.processing import check_bounds, process_fileset
 
 NAME = "process"
 HELP = "run the coffea dijet processor over a fileset (histograms, cutflow, Parquet events)"

@@ -27,9 +27,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.atomic import check_out_dir
-from analysis.config import load_config
-from analysis.provenance import RunRecord
+from analysis.core.atomic import check_out_dir
+from analysis.core.config import load_config
+from analysis.core.provenance import RunRecord
 
 NAME = "pvalue-scan"
 HELP = "p-value versus signal size of trained autoencoders (pvalue_vs_signal.json, plots)"
@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from analysis.ae_scan import pvalue_scan
+    from analysis.wavelets.autoencoders import pvalue_scan
 
     check_out_dir(args.out)
     config = load_config(args.config)

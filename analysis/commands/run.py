@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.config import STAGE_NAMES, load_config
-from analysis.errors import ConfigError
+from analysis.core.config import STAGE_NAMES, load_config
+from analysis.core.errors import ConfigError
 
 NAME = "run"
 HELP = "run the analysis chain of a config (default: configs/default.yaml)"
@@ -39,9 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from analysis.atomic import check_out_dir
+    from analysis.core.atomic import check_out_dir
+    from analysis.core.provenance import RunRecord
     from analysis.pipeline import RunContext, RunOptions, run_chain
-    from analysis.provenance import RunRecord
 
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers {args.workers}: must be at least 1")

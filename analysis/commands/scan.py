@@ -10,7 +10,7 @@ measures how different the two bins' jets are (0.5 without new physics). Writes 
   checkpoints/      one JSON per finished training (--resume continues from them)
   run.json          provenance
 With --sensitivity: instead of the scan, the method pfn_auc on the sensitivity protocol's
-realisations (analysis.pfn_sensitivity): for each of the first sensitivity.pfn_realizations
+realisations (analysis.pfn.sensitivity): for each of the first sensitivity.pfn_realizations
 realisations and each N of sensitivity.n_signal, one PFN per adjacent bin pair; local and global
 (Sidak over the pairs) p-values against the N = 0 AUCs. Writes sensitivity.json (pfn_auc entry,
 format 2), sensitivity_pfn_auc.png and pfn_auc/checkpoints/ (--resume continues from them).
@@ -27,8 +27,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.config import load_config
-from analysis.errors import ConfigError
+from analysis.core.config import load_config
+from analysis.core.errors import ConfigError
 
 NAME = "scan"
 HELP = "adjacent-bin PFN scan of processed events (AUC per bin pair; injection; sensitivity)"
@@ -62,10 +62,10 @@ def parse_sizes(text: str | None) -> list[int] | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from analysis.atomic import check_out_dir
-    from analysis.pfn_sensitivity import pfn_sensitivity_of_processed
-    from analysis.provenance import RunRecord
-    from analysis.scan import parse_inject, scan_stage
+    from analysis.core.atomic import check_out_dir
+    from analysis.core.provenance import RunRecord
+    from analysis.pfn.scan import parse_inject, scan_stage
+    from analysis.pfn.sensitivity import pfn_sensitivity_of_processed
 
     for flag, value in (("--samples", args.samples), ("--epochs", args.epochs), ("--cpu-devices", args.cpu_devices)):
         if value is not None and value < 1:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.config import DEFAULT_CONFIG
-from analysis.errors import ConfigError
+from analysis.core.config import DEFAULT_CONFIG
+from analysis.core.errors import ConfigError
 
 NAME = "session"
 HELP = "save, load, list or delete snapshots of configs and toy definitions"
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from analysis import sessions
+    from analysis.core import sessions
 
     if args.action == "list":
         found = sessions.list_sessions(args.sessions_dir)

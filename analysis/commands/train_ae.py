@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.atomic import check_out_dir
-from analysis.config import load_config
-from analysis.errors import ConfigError
-from analysis.provenance import RunRecord
+from analysis.core.atomic import check_out_dir
+from analysis.core.config import load_config
+from analysis.core.errors import ConfigError
+from analysis.core.provenance import RunRecord
 
 NAME = "train-ae"
 HELP = "train the map autoencoders (dense, sparse_l1, sparse_kl, conv, conv_l1, conv_kl)"
@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from analysis.ae_scan import model_names, train_models
+    from analysis.wavelets.autoencoders import model_names, train_models
 
     for flag in ("epochs", "batch_size"):
         value = getattr(args, flag)

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from analysis.atomic import write_text
-from analysis.errors import InputError
+from analysis.core.atomic import write_text
+from analysis.core.errors import InputError
 
 FORMAT_VERSION = 2
 

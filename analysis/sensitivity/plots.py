@@ -13,7 +13,7 @@ def sensitivity_figure(entry: MethodEntry):
     import matplotlib.pyplot as plt
     import mplhep as hep
 
-    from analysis.plots import style
+    from analysis.core.plots import style
 
     style()
     fig, ax = plt.subplots(figsize=(9, 7))

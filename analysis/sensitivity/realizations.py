@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from analysis.background_fit import BackgroundFit, fit_background
-from analysis.errors import ConfigError, InputError
+from analysis.baselines.background_fit import BackgroundFit, fit_background
+from analysis.core.errors import ConfigError, InputError
 from analysis.sensitivity.model import Protocol
 
 _BACKGROUND_STREAM, _SIGNAL_STREAM = 0xB6, 0x516
@@ -210,10 +210,10 @@ def from_config(cfg: Any, background_mjj: np.ndarray, pool_mjj: np.ndarray, *, k
 
 def from_processed(cfg: Any, columns: dict[str, Any], metadata: dict[str, dict[str, Any]]) -> Realizations:
     """The realisations of a processing directory's events, with the processor's injection rules
-    (:func:`analysis.injection.plan_injection`: background sample and signal pool)."""
+    (:func:`analysis.events.injection.plan_injection`: background sample and signal pool)."""
     import awkward as ak
 
-    from analysis.injection import plan_injection
+    from analysis.events.injection import plan_injection
 
     inj = cfg.injection
     if inj.kind == "none":
@@ -234,7 +234,7 @@ def from_processed(cfg: Any, columns: dict[str, Any], metadata: dict[str, dict[s
 
 def load_realizations(cfg: Any, process_dir: Any) -> Realizations:
     """The realisations of a ``process`` output directory (event and jet columns only)."""
-    from analysis.scan import load_processed
+    from analysis.pfn.scan import load_processed
 
     columns, metadata = load_processed(process_dir, constituents=False)
     return from_processed(cfg, columns, metadata)

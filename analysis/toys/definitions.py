@@ -1,7 +1,7 @@
 """Toy definitions: signals, backgrounds and wavelets, each a YAML list of entries with an ``id``.
 
 Signals are sums over periods ``n = 0..T-1`` of Gaussians whose ``center``, ``height`` and
-``width`` are safe expressions of ``n`` (see :mod:`analysis.expressions`); backgrounds are an
+``width`` are safe expressions of ``n`` (see :mod:`analysis.core.expressions`); backgrounds are an
 exponential ``amplitude * exp(-rate * m)`` or the 4-parameter dijet function; wavelets are
 complex Morlets ``cmor{B}-{C}`` with a range of scales.
 
@@ -20,9 +20,9 @@ from typing import Annotated, Any, Literal, TypeVar
 import numpy as np
 from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from analysis.config import StrictModel, read_yaml
-from analysis.errors import ConfigError
-from analysis.expressions import MAX_VALUE, Expression, ExpressionError, check_values, parse
+from analysis.core.config import StrictModel, read_yaml
+from analysis.core.errors import ConfigError
+from analysis.core.expressions import MAX_VALUE, Expression, ExpressionError, check_values, parse
 
 _FINITE = ConfigDict(allow_inf_nan=False)  # merged with StrictModel's: unknown keys, frozen
 

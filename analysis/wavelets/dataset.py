@@ -17,7 +17,7 @@ Three sources: toy definitions (:func:`build_toy_dataset`), a processed ``histog
 (:func:`build_dataset_from_histograms`) and the sensitivity protocol's realisations
 (:func:`build_dataset_from_realizations`: the background expectation is the realisations' smooth
 model over the searched range, and there are no test-signal arrays; the realisations' own
-spectra are the test maps, scored by :func:`analysis.ae_scan.ae_sensitivity`). The stored
+spectra are the test maps, scored by :func:`analysis.wavelets.autoencoders.ae_sensitivity`). The stored
 reference lets any later spectrum be mapped exactly as the dataset's maps
 (:meth:`Dataset.neg_log_p_maps`).
 
@@ -38,13 +38,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from analysis.atomic import check_complete, read_npy, write_json, write_npy
-from analysis.definitions import WaveletDef
-from analysis.errors import ConfigError, InputError
-from analysis.pvalues import ModulusMaps, Reference, map_shape, pvalue_maps, toy_maps
+from analysis.core.atomic import check_complete, read_npy, write_json, write_npy
+from analysis.core.errors import ConfigError, InputError
+from analysis.toys.definitions import WaveletDef
+from analysis.wavelets.pvalues import ModulusMaps, Reference, map_shape, pvalue_maps, toy_maps
 
 if TYPE_CHECKING:
-    from analysis.config import AnalysisConfig
+    from analysis.core.config import AnalysisConfig
     from analysis.sensitivity.realizations import Realizations
 
 CONFIG_FILE = "dataset_config.json"
@@ -407,7 +407,7 @@ def load_dataset(path: str | Path) -> Dataset:
 
 def toy_inputs(signal: Any, background: Any, wavelet: WaveletDef, ids: dict[str, int] | None = None) -> DatasetInputs:
     """Inputs from toy definitions: the background expectation and the unit-normalised signal."""
-    from analysis.spectra import background_counts, signal_counts
+    from analysis.toys.spectra import background_counts, signal_counts
 
     expected = background_counts(background)
     template = signal_counts(signal, background.binning.centers)
@@ -432,7 +432,7 @@ def build_toy_dataset(
     signal_sizes: list[float] | None = None, seed: int | None = None, quiet: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """A dataset of toy spectra (definitions and ids from ``config.toys`` unless given)."""
-    from analysis.toys import toy_setup
+    from analysis.toys.selection import toy_setup
 
     setup = toy_setup(config, signal_id=signal_id, bg_id=bg_id, wavelet_id=wavelet_id)
     ids = {"signal_id": setup.signal.id, "bg_id": setup.background.id, "wavelet_id": setup.wavelet.id}
@@ -504,7 +504,7 @@ def _choose(hists: dict[str, Any], given: str | None, process: str, path: Path) 
 
 def _wavelet(config: Any, wavelet_id: int | None) -> WaveletDef:
     """The config's wavelet entry (``toys.wavelets``, ``toys.wavelet_id`` unless given)."""
-    from analysis.definitions import load_entries, select
+    from analysis.toys.definitions import load_entries, select
 
     path = config.resolve(config.toys.wavelets)
     return select(load_entries("wavelets", path), _pick(wavelet_id, config.toys.wavelet_id), "wavelet", str(path))
@@ -526,10 +526,10 @@ def build_dataset_from_histograms(
 ) -> dict[str, Any]:  # fmt: skip
     """A dataset of processed spectra over the searched range (``sensitivity.mjj_min..mjj_max``,
     where the background model describes the spectrum): background toys from a smooth fit
-    (dijet function x turn-on, :mod:`analysis.background_fit`) to the background m_jj histogram,
+    (dijet function x turn-on, :mod:`analysis.baselines.background_fit`) to the background m_jj histogram,
     signals from the xgg histogram normalised to each size (default sizes: 0 and
     ``injection.sizes``)."""
-    from analysis.background_fit import fit_background
+    from analysis.baselines.background_fit import fit_background
 
     path = Path(histograms)
     hists = read_histograms(path)
@@ -575,7 +575,7 @@ def build_dataset_from_realizations(
     with Poisson spread), so the reference toys, training maps and test-background maps are
     distributed exactly as a background-only realisation's map. No test-signal arrays: the
     realisations' own spectra (background + the nested signal draws) are the test maps
-    (:func:`analysis.ae_scan.ae_sensitivity`). Sizes, seed and map shape from ``cfg.dataset``
+    (:func:`analysis.wavelets.autoencoders.ae_sensitivity`). Sizes, seed and map shape from ``cfg.dataset``
     (``histogram_shape``), ``cfg.seed``; the wavelet ``cfg.toys.wavelet_id``.
 
     ``normalise`` (default ``NORMALISE_REALIZATIONS``, True): every spectrum is scaled to the

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.config import AnalysisConfig
-from analysis.definitions import SignalDef, WaveletDef, load_entries, select
-from analysis.spectra import Background
+from analysis.core.config import AnalysisConfig
+from analysis.toys.definitions import SignalDef, WaveletDef, load_entries, select
+from analysis.toys.spectra import Background
 
 
 @dataclass(frozen=True)

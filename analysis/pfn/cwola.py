@@ -24,7 +24,7 @@ searched range):
    because the k models' score scales differ).
 3. **Fit**: the selected m_jj spectrum of the window's sidebands (the SR bins masked) is fitted
    by the ``dijet_fit`` background model, the dijet function x turn-on
-   (:mod:`analysis.background_fit`, iminuit's ExtendedBinnedNLL with a mask). Start and shape
+   (:mod:`analysis.baselines.background_fit`, iminuit's ExtendedBinnedNLL with a mask). Start and shape
    come from the background-only fit of the realisation's inclusive spectrum over the whole
    range, exactly the one ``dijet_fit`` makes (turn-on per ``baselines.turn_on``: the sample's,
    or refitted per spectrum); the selected spectrum keeps that turn-on and that shape up to a
@@ -66,9 +66,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from analysis.atomic import write_json
-from analysis.errors import ConfigError, InputError
-from analysis.scan import ScanInputs, open_checkpoints, open_shared_checkpoints, run_trainings
+from analysis.core.atomic import write_json
+from analysis.core.errors import ConfigError, InputError
+from analysis.pfn.scan import ScanInputs, open_checkpoints, open_shared_checkpoints, run_trainings
 from analysis.sensitivity.model import MethodEntry, merge_entries
 from analysis.sensitivity.plots import sensitivity_figure
 from analysis.sensitivity.realizations import Realizations
@@ -336,7 +336,7 @@ def fit_selected(counts: np.ndarray, edges: np.ndarray, start: np.ndarray, sqrt_
     multiplied)."""
     from iminuit import Minuit, cost
 
-    from analysis.background_fit import SpectrumModel, dijet_turnon, migrad
+    from analysis.baselines.background_fit import SpectrumModel, dijet_turnon, migrad
 
     counts, edges = np.asarray(counts, dtype=float), np.asarray(edges, dtype=float)
     centres = 0.5 * (edges[1:] + edges[:-1])
@@ -422,7 +422,7 @@ class WindowResult:
 def inclusive_fit(real: Realizations, cfg: Any, spectrum: np.ndarray) -> Any:
     """The background-only fit of a realisation's inclusive spectrum over the searched range:
     ``dijet_fit``'s (turn-on per ``baselines.turn_on``)."""
-    from analysis.baseline_sensitivity import SpectrumSearch
+    from analysis.baselines.sensitivity import SpectrumSearch
 
     return SpectrumSearch(real.edges, real.model, cfg.baselines).background(spectrum)
 
@@ -563,7 +563,7 @@ def run_cwola_sensitivity(
     entry = build_entry(found, real, windows, cw, settings)
     merge_entries(out_dir / "sensitivity.json", [entry], real.protocol())
     write_json(out_dir / TIMING, timing)  # not in the entry: a resumed run's entry is identical
-    from analysis.plots import save
+    from analysis.core.plots import save
 
     save(sensitivity_figure(entry), out_dir / PLOT)
     save(sculpting_figure(found, windows, list(cw.efficiencies), real), out_dir / SCULPTING_PLOT)
@@ -709,7 +709,7 @@ def sculpting_figure(found: dict[str, Any], windows: list[Window], efficiencies:
     import matplotlib.pyplot as plt
     import mplhep as hep
 
-    from analysis.plots import style
+    from analysis.core.plots import style
 
     style()
     n_eps = len(efficiencies)
@@ -753,7 +753,7 @@ def roc_figure(truth: dict[str, Any], signal: str):
     """ROC (background rejection vs signal efficiency) and SIC of the signal window's SR events."""
     import matplotlib.pyplot as plt
 
-    from analysis.plots import style
+    from analysis.core.plots import style
 
     style()
     eff_s, eff_b = np.asarray(truth["roc"]["eff_s"]), np.asarray(truth["roc"]["eff_b"])

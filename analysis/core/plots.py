@@ -13,9 +13,9 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from analysis.atomic import atomic_path
-from analysis.definitions import Binning, WaveletDef
-from analysis.errors import ConfigError
+from analysis.core.atomic import atomic_path
+from analysis.core.errors import ConfigError
+from analysis.toys.definitions import Binning, WaveletDef
 
 FORMATS = (".png", ".pdf")
 MASS_LABEL = r"$m$ [GeV]"

@@ -22,10 +22,10 @@ from typing import Any
 
 import yaml
 
-from analysis.atomic import check_out_dir, remove_stale, write_json, write_text
-from analysis.config import AnalysisConfig, load_config, read_yaml
-from analysis.definitions import parse_entries
-from analysis.errors import ConfigError
+from analysis.core.atomic import check_out_dir, remove_stale, write_json, write_text
+from analysis.core.config import AnalysisConfig, load_config, read_yaml
+from analysis.core.errors import ConfigError
+from analysis.toys.definitions import parse_entries
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFINITIONS = ("signals", "backgrounds", "wavelets")

@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from analysis.errors import ConfigError
-from analysis.scan import (
+from analysis.core.errors import ConfigError
+from analysis.pfn.scan import (
     ScanInputs,
     ScanSetup,
     bin_pair_jets,
@@ -213,7 +213,7 @@ def run_pfn_sensitivity(
     aucs = np.array([[[done[PfnTask(r, n, p).name]["auc"] for p in pairs] for n in n_signal] for r in range(n_real)])
     entry = build_entry(aucs, pairs, real, setup, fractions)
     merge_entries(out_dir / "sensitivity.json", [entry], real.protocol())
-    from analysis.plots import save
+    from analysis.core.plots import save
 
     save(sensitivity_figure(entry), out_dir / PLOT)
     if not quiet:
@@ -277,7 +277,7 @@ def pfn_sensitivity_of_processed(
 ) -> str:  # fmt: skip
     """The pfn_auc entry of the injection ``kind`` on the realisations of a processing directory
     (``scan --sensitivity``); returns a summary line."""
-    from analysis.scan import load_processed, scan_inputs
+    from analysis.pfn.scan import load_processed, scan_inputs
     from analysis.sensitivity.realizations import from_processed
 
     columns, metadata = load_processed(Path(events))

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.errors import ConfigError, InputError
+from analysis.core.errors import ConfigError, InputError
 
 INCOMPLETE = ".incomplete"
 _UMASK = os.umask(0o022)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.definitions import DijetBackground, ExponentialBackground, SignalDef
+from analysis.toys.definitions import DijetBackground, ExponentialBackground, SignalDef
 
 Background = ExponentialBackground | DijetBackground
 

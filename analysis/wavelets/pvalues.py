@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from analysis.cwt import CwtPlan
-from analysis.definitions import WaveletDef
+from analysis.toys.definitions import WaveletDef
+from analysis.wavelets.cwt import CwtPlan
 
 CHUNK = 256  # spectra per CWT chunk (fixed: the chunking must not change a resumed build's bits)
 Progress = Callable[[int], object]

@@ -7,10 +7,10 @@ from collections.abc import Callable
 import numpy as np
 from matplotlib.figure import Figure
 
-from analysis.cwt import cwt_modulus
-from analysis.plots import cwt_figure, spectrum_figure
-from analysis.spectra import background_counts, clean_spectrum, fluctuate, signal_counts
-from analysis.toys import ToySetup
+from analysis.core.plots import cwt_figure, spectrum_figure
+from analysis.toys.selection import ToySetup
+from analysis.toys.spectra import background_counts, clean_spectrum, fluctuate, signal_counts
+from analysis.wavelets.cwt import cwt_modulus
 
 
 def _label(setup: ToySetup) -> str:
@@ -52,7 +52,7 @@ def _cwt_fluctuations(setup: ToySetup, rng: np.random.Generator, n: int) -> Figu
 
 
 def _pvalue(setup: ToySetup, rng: np.random.Generator, n: int) -> Figure:
-    from analysis.pvalue_plots import plot_pvalue_map
+    from analysis.wavelets.plots import plot_pvalue_map
 
     return plot_pvalue_map(setup, rng, n_reference=PVALUE_REFERENCE_TOYS)
 

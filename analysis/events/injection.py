@@ -28,8 +28,8 @@ import awkward as ak
 import hist
 import numpy as np
 
-from analysis.config import HistogramsConfig, InjectionConfig
-from analysis.errors import ConfigError
+from analysis.core.config import HistogramsConfig, InjectionConfig
+from analysis.core.errors import ConfigError
 
 BACKGROUND_PROCESS = "qcd"
 _KIND_CODE = {"resonance": 1, "gluon_pairs": 2}

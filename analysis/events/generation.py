@@ -30,7 +30,7 @@ files per sample, ``MAX_WORKERS`` workers and ``MAX_BATCH`` events per Pythia ba
 beyond them is a ConfigError (exit 2) naming the flag or key and the bound.
 
 Per batch of events: ``Pythia.nextBatch`` returns the event records as awkward arrays, and
-:mod:`analysis.jets` clusters, matches and writes the whole batch with array operations.
+:mod:`analysis.events.jets` clusters, matches and writes the whole batch with array operations.
 """
 
 from __future__ import annotations
@@ -50,11 +50,11 @@ from typing import Any
 
 import numpy as np
 
-from analysis.atomic import atomic_path, remove_stale, write_json
-from analysis.atomic import check_out_dir as _check_out_dir
-from analysis.config import GenerationConfig
-from analysis.errors import ConfigError, InputError
-from analysis.jets import ChargeTable, JetSettings, build_batch, from_pythia_batch
+from analysis.core.atomic import atomic_path, remove_stale, write_json
+from analysis.core.atomic import check_out_dir as _check_out_dir
+from analysis.core.config import GenerationConfig
+from analysis.core.errors import ConfigError, InputError
+from analysis.events.jets import ChargeTable, JetSettings, build_batch, from_pythia_batch
 
 PROCESSES = ("qcd", "xgg", "wprime")  # append only: the index seeds the files (file_seed)
 RESONANCES = ("xgg", "wprime")  # the processes that take --mass

@@ -1,6 +1,6 @@
 """Classical searches on a binned m_jj spectrum: BumpHunter and the dijet-function mass scan.
 
-Both compare a spectrum with its own background-only fit (:mod:`analysis.background_fit`,
+Both compare a spectrum with its own background-only fit (:mod:`analysis.baselines.background_fit`,
 dijet function x turn-on), as a real search does; neither sees the truth.
 
 * :class:`BumpScanner` runs pyBumpHunter's window scan (mode ``excess``) of the spectrum against
@@ -29,7 +29,7 @@ not hold: with the upcrossings of c0 = 1 counted on 500 toys its p is 1.6-3.7x t
 q_max = 4-12 (p = 0.04-0.0005), conservative rather than calibrated; the toys' tail falls like
 exp(-c / 1.8), not exp(-c / 2). NullDistribution's tail fit measures that slope. Cost: a scan is
 ~25 fits (~30 ms), so the fit's null uses the first ``FIT_TOYS`` (1000) of BumpHunter's toys
-(:mod:`analysis.baseline_sensitivity`), ~30 s; Gross-Vitells would have needed a few hundred.
+(:mod:`analysis.baselines.sensitivity`), ~30 s; Gross-Vitells would have needed a few hundred.
 The asymptotic local p (as defined above) is conservative for the same reason; the global p does
 not use it.
 """
@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
-from analysis.background_fit import BackgroundFit, SpectrumModel, migrad, minimise, minuit
+from analysis.baselines.background_fit import BackgroundFit, SpectrumModel, migrad, minimise, minuit
 
 P_FLOOR = 1e-300  # local p-values below this are reported as this value, flagged as bounds
 

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from analysis.atomic import write_json
-from analysis.dataset import Dataset, load_dataset
-from analysis.errors import ConfigError, InputError
+from analysis.core.atomic import write_json
+from analysis.core.errors import ConfigError, InputError
 from analysis.sensitivity.tails import NullDistribution
+from analysis.wavelets.dataset import Dataset, load_dataset
 
 if TYPE_CHECKING:
-    from analysis.config import AnalysisConfig
+    from analysis.core.config import AnalysisConfig
     from analysis.sensitivity.model import MethodEntry
     from analysis.sensitivity.realizations import Realizations
 
@@ -276,10 +276,10 @@ def ae_sensitivity(
     Writes ``sensitivity.json`` (one entry per model), ``pvalue_vs_signal.json`` (median p over
     realisations per N with its 16/84 % band and bound flags) and the plots. Returns the entries.
     """
-    from analysis.plots import save
-    from analysis.pvalue_plots import null_loss_figure, pvalue_vs_signal_figure, reconstructions_figure
+    from analysis.core.plots import save
     from analysis.sensitivity.model import merge_entries
     from analysis.sensitivity.summary import MethodResult, summarise, z_from_p
+    from analysis.wavelets.plots import null_loss_figure, pvalue_vs_signal_figure, reconstructions_figure
 
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     data = load_dataset(dataset_dir)
@@ -392,8 +392,8 @@ def pvalue_scan(
     No ``sensitivity.json``: toy datasets are not the protocol's realisations (the chain's
     entries come from :func:`ae_sensitivity`). Every model must have been trained on this dataset
     (:func:`load_checked`), checked before anything is written."""
-    from analysis.plots import save
-    from analysis.pvalue_plots import loss_figure, pvalue_vs_signal_figure, reconstruction_figure
+    from analysis.core.plots import save
+    from analysis.wavelets.plots import loss_figure, pvalue_vs_signal_figure, reconstruction_figure
     from models.ae_training import reconstruct
 
     out_dir = Path(out_dir)

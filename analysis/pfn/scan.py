@@ -10,7 +10,7 @@ the network. Each training's seed derives from (run seed, size, sample, pair) al
 trainings can run in any order, on any device, and an interrupted scan resumes to the
 identical result. Every finished training is a small JSON under ``checkpoints/`` (written
 atomically). The particle ids the PFN sees (``scan.particle_ids``: CMS PF classes or full
-generator ids, :mod:`analysis.pfn_inputs`) are part of every checkpoint's key.
+generator ids, :mod:`analysis.pfn.inputs`) are part of every checkpoint's key.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from analysis.atomic import write_json
-from analysis.config import AnalysisConfig, InjectionConfig
-from analysis.errors import ConfigError, InputError
-from analysis.pfn_inputs import preprocess_awkward
+from analysis.core.atomic import write_json
+from analysis.core.config import AnalysisConfig, InjectionConfig
+from analysis.core.errors import ConfigError, InputError
+from analysis.pfn.inputs import preprocess_awkward
 from models.batches import PackedJets
 
 CHECKPOINTS = "checkpoints"
@@ -45,7 +45,7 @@ class EventPool:
     mjj: np.ndarray
     jets: PackedJets  # jets in event order
     jet_offsets: np.ndarray  # event e owns jets jet_offsets[e]:jet_offsets[e + 1]
-    particle_ids: str = "pf_classes"  # how the jets' particle ids were mapped (analysis.pfn_inputs)
+    particle_ids: str = "pf_classes"  # how the jets' particle ids were mapped (analysis.pfn.inputs)
 
     def __len__(self) -> int:
         return len(self.mjj)
@@ -64,7 +64,7 @@ class EventPool:
     @staticmethod
     def from_columns(columns: ak.Array, particle_ids: str = "pf_classes") -> EventPool:
         """From the processor's columnar events (mjj; jets with phi and constituents);
-        ``particle_ids``: ``pf_classes`` or ``full`` (:mod:`analysis.pfn_inputs`)."""
+        ``particle_ids``: ``pf_classes`` or ``full`` (:mod:`analysis.pfn.inputs`)."""
         jets = ak.flatten(columns.jets, axis=1)
         n_const = ak.to_numpy(ak.num(jets.constituents, axis=1))
         if len(n_const) and n_const.min() < 1:
@@ -130,9 +130,9 @@ class ScanInputs:
 
 
 def scan_inputs(columns: dict[str, ak.Array], metadata: dict[str, dict[str, Any]], cfg: AnalysisConfig, kind: str) -> ScanInputs:
-    """Background and pool for ``kind`` with the processor's injection rules (analysis.injection),
+    """Background and pool for ``kind`` with the processor's injection rules (analysis.events.injection),
     their jets preprocessed with ``cfg.scan.particle_ids``."""
-    from analysis.injection import BACKGROUND_PROCESS, plan_injection
+    from analysis.events.injection import BACKGROUND_PROCESS, plan_injection
 
     if kind == "none":
         names = [d for d, m in metadata.items() if m.get("process", BACKGROUND_PROCESS) == BACKGROUND_PROCESS]
@@ -377,8 +377,8 @@ def run_scan(
     )  # fmt: skip
     result = assemble(setup, inputs, tasks, done, pairs)
     write_json(out_dir / "auc_scan.json", result)
-    from analysis.plots import save
-    from analysis.scan_plots import auc_figure
+    from analysis.core.plots import save
+    from analysis.pfn.scan_plots import auc_figure
 
     save(auc_figure(result), out_dir / "auc_scan.png")
     return result
@@ -498,7 +498,7 @@ def scan_stage(
 ) -> str:  # fmt: skip
     """The scan of a processing directory (with ``kind``/``n_inject``: of injected samples);
     returns a summary line. The pfn_auc method on the protocol's realisations is
-    :func:`analysis.pfn_sensitivity.pfn_sensitivity_of_processed`."""
+    :func:`analysis.pfn.sensitivity.pfn_sensitivity_of_processed`."""
     out = Path(out)
     data_parallel = cfg.scan.data_parallel if data_parallel is None else data_parallel
     columns, metadata = load_processed(Path(events))

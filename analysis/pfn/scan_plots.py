@@ -9,7 +9,7 @@ import mplhep as hep
 import numpy as np
 from matplotlib.figure import Figure
 
-from analysis.plots import style
+from analysis.core.plots import style
 
 
 def auc_figure(scan: dict[str, Any]) -> Figure:

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from analysis.plots import MASS_LABEL, style
+from analysis.core.plots import MASS_LABEL, style
 from analysis.sensitivity import P_3SIGMA, P_5SIGMA
 
 COLOURS = tuple(plt.get_cmap("tab10").colors)  # distinct: one colour per model (or per N)
@@ -35,9 +35,9 @@ def plot_pvalue_map(
     setup, rng: np.random.Generator, n_reference: int = 1000, shape: Sequence[int] = (48, 64)
 ) -> Figure:
     """-ln p map of one Poisson toy of ``setup``'s background + signal (as defined, not rescaled)
-    against ``n_reference`` background-only toys, for a :class:`analysis.toys.ToySetup`."""
-    from analysis.pvalues import ModulusMaps, build_reference
-    from analysis.spectra import background_counts, clean_spectrum
+    against ``n_reference`` background-only toys, for a :class:`analysis.toys.selection.ToySetup`."""
+    from analysis.toys.spectra import background_counts, clean_spectrum
+    from analysis.wavelets.pvalues import ModulusMaps, build_reference
 
     background = background_counts(setup.background)
     maps = ModulusMaps(setup.wavelet, len(background), (int(shape[0]), int(shape[1])))

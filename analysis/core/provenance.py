@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from analysis import __version__
-from analysis.atomic import write_json
-from analysis.config import REPO_ROOT
+from analysis.core.atomic import write_json
+from analysis.core.config import REPO_ROOT
 
 PACKAGES = (
     "numpy", "scipy", "uproot", "awkward", "coffea", "dask", "distributed", "vector", "hist",

@@ -3,7 +3,7 @@
 Every realisation spectrum (r, N) of :class:`~analysis.sensitivity.realizations.Realizations`
 (its m_jj counts over ``real.edges``) is analysed as a real search would analyse data:
 
-1. the background-only fit of *that* spectrum (:mod:`analysis.background_fit`, dijet function
+1. the background-only fit of *that* spectrum (:mod:`analysis.baselines.background_fit`, dijet function
    x turn-on, iminuit; MIGRAD starts from the sample's fit, the spectrum's own minimum is kept);
 2. **bumphunter**: pyBumpHunter's window scan (excess; widths ``baselines.width_min..width_max``
    bins) against that fit. Local p: the most significant window's Poisson p; statistic
@@ -17,7 +17,7 @@ Every realisation spectrum (r, N) of :class:`~analysis.sensitivity.realizations.
    own background-only fit; local p of the best mass from q0 (Wilks, one-sided); global p: the
    largest q0 against the first ``min(n_pseudo, fit_toys)`` of the same pseudo-experiments
    (a scan costs ~20 fits) through NullDistribution (why not
-   Gross-Vitells: :mod:`analysis.baselines`; its estimate is kept in the details as a check).
+   Gross-Vitells: :mod:`analysis.baselines.searches`; its estimate is kept in the details as a check).
 
 The toys and the realisations have the same distribution (Poisson about the same model in every
 bin), so both global p-values are calibrated: uniform on background-only realisations.
@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from analysis.atomic import write_json
-from analysis.background_fit import BackgroundFit, fit_background
-from analysis.baselines import BumpScanner, GrossVitells, local_p, mass_hypotheses, mass_scan
-from analysis.config import AnalysisConfig, BaselinesConfig
+from analysis.baselines.background_fit import BackgroundFit, fit_background
+from analysis.baselines.searches import BumpScanner, GrossVitells, local_p, mass_hypotheses, mass_scan
+from analysis.core.atomic import write_json
+from analysis.core.config import AnalysisConfig, BaselinesConfig
 from analysis.sensitivity.model import MethodEntry, merge_entries
 from analysis.sensitivity.plots import sensitivity_figure
 from analysis.sensitivity.realizations import Realizations
@@ -84,7 +84,7 @@ class SpectrumSearch:
     coefficients; ``sample`` (the default) keeps the sample's (``start``'s) turn-on and fits only
     the dijet coefficients, the turn-on treated as a known property of the selection. For a
     signal near the low edge of the range this decides the sensitivity (module docstring of
-    :mod:`analysis.baselines`).
+    :mod:`analysis.baselines.searches`).
     """
 
     def __init__(self, edges: np.ndarray, start: BackgroundFit, settings: BaselinesConfig) -> None:
@@ -181,7 +181,7 @@ def run_baselines(real: Realizations, cfg: AnalysisConfig, out_dir: Path, quiet:
         "n_signal": list(real.n_signal), "background_model": real.model.to_dict(), "turn_on": found.turn_on,
         "methods": {e.method: _method_summary(e) for e in entries}, "timings_s": found.seconds,
     })  # fmt: skip
-    from analysis.plots import save
+    from analysis.core.plots import save
 
     sample = np.histogram(real.background_mjj, real.edges)[0].astype(float)
     reference = SpectrumSearch(real.edges, real.model, bl).background(spectra[0, -1])
@@ -271,7 +271,7 @@ def spectrum_figure(real: Realizations, sample: np.ndarray, injected: np.ndarray
     import matplotlib.pyplot as plt
     import mplhep as hep
 
-    from analysis.plots import style
+    from analysis.core.plots import style
 
     style()
     edges, centres = real.edges, real.centres

@@ -14,7 +14,7 @@ fileset.json written by `generate`, or any CMS NanoAOD files with Jet_* branches
   run.json                 provenance
 Every output is written into a staging directory first and renamed into place only when all
 are complete; a failed run leaves the directory as it was, an interrupted one is refused by
-every reader until processing runs again (see analysis.atomic). Events with NaN or infinite jet
+every reader until processing runs again (see analysis.core.atomic). Events with NaN or infinite jet
 kinematics or weight are dropped as the cutflow step `finite`, with a warning naming the
 dataset and the count. A missing, corrupt or truncated input file, or one whose selected
 events have non-finite rapidities or PF candidates, stops the run naming the file, unless
@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analysis.atomic import check_complete, check_out_dir, remove_stale, staged_directory
-from analysis.config import AnalysisConfig
-from analysis.errors import ConfigError, InputError
+from analysis.core.atomic import check_complete, check_out_dir, remove_stale, staged_directory
+from analysis.core.config import AnalysisConfig
+from analysis.core.errors import ConfigError, InputError
 
 MAX_WORKERS = 1024
 MAX_CHUNKSIZE = 100_000_000  # events per chunk: coffea holds a chunk's columns in memory
@@ -89,14 +89,14 @@ def process_fileset(
     """Process a fileset and write histograms.root, cutflow.json, events/*.parquet, run.json.
 
     Arguments left ``None`` come from the config's ``processing:`` section. ``record`` is an
-    existing :class:`analysis.provenance.RunRecord` to time the stages into (the default chain
+    existing :class:`analysis.core.provenance.RunRecord` to time the stages into (the default chain
     passes its own); without one, ``out_dir/run.json`` is written with the results.
 
     Nothing in ``out_dir`` changes until every output is written (to a staging directory); the
     outputs are then renamed into place between an ``.incomplete`` marker's creation and
     removal. Leftovers of killed runs (temporary files, staging directories) are removed first.
     """
-    from analysis.provenance import RunRecord
+    from analysis.core.provenance import RunRecord
     from processors.dijet import DijetProcessor
     from processors.fileset import load_fileset
 
@@ -129,7 +129,7 @@ def process_fileset(
         for line in warnings:
             print(f"warning: {line}", file=sys.stderr)
         with record.stage("process.inject"):
-            from analysis.injection import injected_spectra, plan_injection
+            from analysis.events.injection import injected_spectra, plan_injection
             from processors.dijet import bins_hist, mjj_hist
 
             columns = {d.name: merged[d.name]["columns"] for d in datasets}
@@ -323,7 +323,7 @@ def _write(out_dir: Path, datasets: list, checks: dict, skipped: list, merged: d
     import awkward as ak
     import uproot
 
-    from analysis.atomic import write_json
+    from analysis.core.atomic import write_json
     from processors.fileset import safe_name
 
     hists: dict[str, Any] = {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pywt
 
-from analysis.definitions import WaveletDef
+from analysis.toys.definitions import WaveletDef
 
 
 def cwt_modulus(spectra: np.ndarray, wavelet: WaveletDef) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Wavelet p-value maps of spectra and the autoencoders that score them."""

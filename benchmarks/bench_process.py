@@ -65,7 +65,7 @@ def run_processor(files: list[str], cfg: Any, columnar: bool) -> tuple[float, An
         with tempfile.TemporaryDirectory(prefix="bench_process_") as tmp:
             res = process_fileset({"qcd": files}, tmp, cfg, executor="iterative", quiet=True)
             return time.perf_counter() - start, res.histograms["mjj_qcd"]
-    proc = DijetProcessor(cfg.selection.model_dump(), cfg.histograms.model_dump(), columnar=False)
+    proc = DijetProcessor(cfg.selection, cfg.histograms, columnar=False)
     with make_runner("iterative", chunksize=cfg.processing.chunksize, quiet=True) as runner:
         out = runner({"qcd": files}, proc, treename="Events", uproot_options=uproot_options(files))
     total = sum((r["mjj"] for r in out["files"]["qcd"].values()), proc.empty_result()["mjj"])

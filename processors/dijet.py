@@ -57,6 +57,7 @@ from coffea import processor
 from coffea.analysis_tools import PackedSelection
 from coffea.nanoevents.methods import vector
 
+from analysis.core.config import HistogramsConfig, SelectionConfig
 from processors.substructure import tau21
 
 # coffea's schema warns, once per file, about collections that real NanoAOD files reference but
@@ -70,23 +71,22 @@ NO_TAU21 = -1.0  # tau21 of jets in files without PF candidates
 CONSTITUENT_FIELDS = ("pt", "rapidity", "phi", "pdgId")
 
 
-def mjj_hist(h: dict[str, Any]) -> hist.Hist:
+def mjj_hist(h: HistogramsConfig) -> hist.Hist:
     """Empty uniform m_jj histogram (weighted storage) from the ``histograms:`` config."""
-    n = round((h["mjj_max"] - h["mjj_min"]) / h["mjj_bin_width"])
-    axis = hist.axis.Regular(n, h["mjj_min"], h["mjj_max"], name="mjj", label="m_jj [GeV]")
+    axis = hist.axis.Regular(h.n_bins, h.mjj_min, h.mjj_max, name="mjj", label="m_jj [GeV]")
     return hist.Hist(axis, storage=hist.storage.Weight())
 
 
-def bins_hist(h: dict[str, Any]) -> hist.Hist:
+def bins_hist(h: HistogramsConfig) -> hist.Hist:
     """Empty m_jj histogram in the analysis bins (660-760-...-1160 GeV by default)."""
-    axis = hist.axis.Variable(h["analysis_bins"], name="mjj", label="m_jj [GeV]")
+    axis = hist.axis.Variable(h.analysis_bins, name="mjj", label="m_jj [GeV]")
     return hist.Hist(axis, storage=hist.storage.Weight())
 
 
-def required_branches(selection: dict[str, Any]) -> list[str]:
+def required_branches(selection: SelectionConfig) -> list[str]:
     """Branches a file must have for this selection."""
     needed = ["nJet", "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass"]
-    if selection["jet_id_min"] > 0:
+    if selection.jet_id_min > 0:
         needed.append("Jet_jetId")
     return needed
 
@@ -94,9 +94,9 @@ def required_branches(selection: dict[str, Any]) -> list[str]:
 class DijetProcessor(processor.ProcessorABC):
     """Select dijet events, fill m_jj histograms and return the selected events' columns."""
 
-    def __init__(self, selection: dict[str, Any], histograms: dict[str, Any], columnar: bool = True) -> None:
-        self.selection = dict(selection)
-        self.histograms = dict(histograms)
+    def __init__(self, selection: SelectionConfig, histograms: HistogramsConfig, columnar: bool = True) -> None:
+        self.selection = selection
+        self.histograms = histograms
         self.columnar = columnar
 
     # -- output pieces -------------------------------------------------------------------
@@ -138,7 +138,7 @@ class DijetProcessor(processor.ProcessorABC):
         missing = [b for b in required_branches(self.selection) if not _has_branch(events, b)]
         if missing:
             why = (
-                f"needed by selection.jet_id_min = {self.selection['jet_id_min']}"
+                f"needed by selection.jet_id_min = {self.selection.jet_id_min}"
                 if missing == ["Jet_jetId"]
                 else "needed by the dijet selection"
             )
@@ -202,7 +202,7 @@ class DijetProcessor(processor.ProcessorABC):
             "jets": kin,
             "weight": ak.materialize(events.genWeight) if "genWeight" in events.fields else np.ones(n),
         }
-        if self.selection["jet_id_min"] > 0 or self.columnar:
+        if self.selection.jet_id_min > 0 or self.columnar:
             data["jetId"] = ak.materialize(jets.jetId) if "jetId" in fields else _int_like(kin.pt, -1)
         if self.columnar:
             data["partonFlavour"] = (
@@ -222,10 +222,10 @@ class DijetProcessor(processor.ProcessorABC):
         jets = data["jets"]
         pt, eta = jets["pt"], jets["eta"]  # plain fields (faster than the behaviour's properties)
         finite = _finite_events(jets, data["weight"])
-        pt_ok = (pt >= s["jet_pt_min"]) & (pt <= s["jet_pt_max"])
-        eta_ok = pt_ok & (abs(eta) < s["jet_abs_eta_max"])
-        good = eta_ok & (data["jetId"] >= s["jet_id_min"]) if s["jet_id_min"] > 0 else eta_ok
-        n = s["n_jets"]
+        pt_ok = (pt >= s.jet_pt_min) & (pt <= s.jet_pt_max)
+        eta_ok = pt_ok & (abs(eta) < s.jet_abs_eta_max)
+        good = eta_ok & (data["jetId"] >= s.jet_id_min) if s.jet_id_min > 0 else eta_ok
+        n = s.n_jets
         n_good = ak.to_numpy(ak.sum(good, axis=1))
         cuts = PackedSelection()
         cuts.add("finite", finite)

@@ -296,7 +296,7 @@ def test_gluon_pair_injection_draws_from_a_disjoint_pool(gen_processed, gen_file
     from analysis.events.injection import injected_spectra
     from processors.dijet import mjj_hist
 
-    spectra = injected_spectra(inj, {"mjj": mjj_hist(cfg.histograms.model_dump())})
+    spectra = injected_spectra(inj, {"mjj": mjj_hist(cfg.histograms)})
     np.testing.assert_array_equal(
         spectra["mjj_injected_gluon_pairs_3"].values(flow=True),
         spectra["mjj_background"].values(flow=True) + spectra["mjj_signal_gluon_pairs_3"].values(flow=True),

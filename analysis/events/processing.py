@@ -112,7 +112,7 @@ def process_fileset(
     datasets = load_fileset(dict(fileset) if isinstance(fileset, Mapping) else fileset)
     if not datasets:
         raise ConfigError("the fileset has no datasets")
-    proc = DijetProcessor(cfg.selection.model_dump(), cfg.histograms.model_dump())
+    proc = DijetProcessor(cfg.selection, cfg.histograms)
 
     with staged_directory(out_dir, "process", owned=["events/*.parquet"], last=["run.json"]) as staging:
         if record is None:  # our run.json lives in the staging directory: it appears with the results
@@ -173,7 +173,7 @@ def _preflight(datasets: list, cfg: AnalysisConfig, skip: bool) -> tuple[dict, l
     from processors.dijet import required_branches
     from processors.fileset import check_file
 
-    needed = required_branches(cfg.selection.model_dump())
+    needed = required_branches(cfg.selection)
     checks, skipped = {}, []
     for ds in datasets:
         for path, tree in ds.files.items():

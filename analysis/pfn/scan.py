@@ -28,7 +28,7 @@ import awkward as ak
 import numpy as np
 
 from analysis.core.atomic import write_json
-from analysis.core.config import AnalysisConfig, InjectionConfig
+from analysis.core.config import AnalysisConfig
 from analysis.core.errors import ConfigError, InputError
 from analysis.pfn.inputs import preprocess_awkward
 from models.batches import PackedJets
@@ -142,7 +142,7 @@ def scan_inputs(columns: dict[str, ak.Array], metadata: dict[str, dict[str, Any]
         bg = columns[background] if background else ak.concatenate([columns[d] for d in names])
         pool, mass = None, None
     else:
-        inj_cfg = InjectionConfig(**{**cfg.injection.model_dump(), "kind": kind, "sizes": []})
+        inj_cfg = cfg.injection.model_copy(update={"kind": kind, "sizes": []})
         plan = plan_injection(columns, metadata, inj_cfg, cfg.histograms, cfg.seed)
         if plan.background is None or plan.pool is None:
             raise InputError(f"cannot inject {kind}: {plan.note}")

@@ -180,20 +180,15 @@ def autoencoder_stage(ctx: RunContext) -> str:
     the background only), and their p on every signal's realisations."""
     from analysis.pfn.scan import load_processed
     from analysis.sensitivity.realizations import from_processed
-    from analysis.wavelets.autoencoders import ae_sensitivity, model_names, train_models
+    from analysis.wavelets.autoencoders import ae_sensitivity, train_models
     from analysis.wavelets.dataset import build_dataset_from_realizations
 
     cfg, out, quiet = ctx.config, ctx.out_dir / "autoencoders", ctx.options.quiet
-    ae = cfg.autoencoders
     columns, metadata = load_processed(ctx.process_dir, constituents=False)
     reals = {sig.injection.signal: from_processed(sig, columns, metadata) for sig in cfg.signal_configs()}
     build_dataset_from_realizations(next(iter(reals.values())), out / "dataset", cfg, quiet=quiet,
                                     normalise=cfg.dataset.normalise)  # fmt: skip
-    names = model_names(ae.models)
-    train_models(out / "dataset", out / "models", names, epochs=ae.epochs, batch_size=ae.batch_size,
-                 patience=ae.patience, learning_rate=ae.learning_rate, code_size=ae.code_size,
-                 validation_fraction=ae.validation_fraction, seed=cfg.seed, quiet=quiet,
-                 conv_filters=list(ae.conv_filters))  # fmt: skip
+    train_models(out / "dataset", out / "models", cfg.autoencoders, seed=cfg.seed, quiet=quiet)
 
     def score(sig: AnalysisConfig, sub: Path) -> list[MethodEntry]:
         return ae_sensitivity(reals[sig.injection.signal], out / "dataset", out / "models", sub, sig, quiet=quiet)

@@ -16,6 +16,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from analysis.baselines.background_fit import dijet_turnon
+from analysis.core.config import AutoencodersConfig
 from analysis.core.errors import InputError
 from analysis.sensitivity.model import Sensitivity
 from analysis.sensitivity.realizations import build_realizations
@@ -49,8 +50,9 @@ def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ae_models")
-    train_models(small_dataset, out, list(MODEL_NAMES), epochs=4, batch_size=32, patience=4, learning_rate=2e-3,
-                 code_size=8, validation_fraction=0.2, seed=3, quiet=True)  # fmt: skip
+    ae = AutoencodersConfig(models=list(MODEL_NAMES), epochs=4, batch_size=32, patience=4, learning_rate=2e-3,
+                            code_size=8, validation_fraction=0.2)  # fmt: skip
+    train_models(small_dataset, out, ae, seed=3, quiet=True)
     return out
 
 
@@ -170,9 +172,7 @@ def protocol(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("ae_protocol")
     build_dataset_from_realizations(real, out / "dataset", cfg, quiet=True)
     ae = cfg.autoencoders
-    train_models(out / "dataset", out / "models", list(MODEL_NAMES), epochs=ae.epochs, batch_size=ae.batch_size,
-                 patience=ae.patience, learning_rate=ae.learning_rate, code_size=ae.code_size,
-                 validation_fraction=ae.validation_fraction, seed=cfg.seed, quiet=True)  # fmt: skip
+    train_models(out / "dataset", out / "models", ae, seed=cfg.seed, quiet=True, names=list(MODEL_NAMES))
     return real, cfg, out
 
 

@@ -578,10 +578,12 @@ TINY = {"toys": 20, "train": 20, "test": 20, "signal_sizes": [0.0, 2000.0], "qui
 
 
 def _train_dense(dataset: Path, out: Path) -> Path:
+    from analysis.core.config import AutoencodersConfig
     from analysis.wavelets.autoencoders import train_models
 
-    train_models(dataset, out, ["dense"], epochs=1, batch_size=10, patience=1, learning_rate=1e-3, code_size=4,
-                 validation_fraction=0.2, seed=1, quiet=True)  # fmt: skip
+    ae = AutoencodersConfig(models=["dense"], epochs=1, batch_size=10, patience=1, learning_rate=1e-3, code_size=4,
+                            validation_fraction=0.2)  # fmt: skip
+    train_models(dataset, out, ae, seed=1, quiet=True)
     return out
 
 

@@ -49,11 +49,8 @@ def main(args: argparse.Namespace) -> int:
     seed = config.seed if args.seed is None else args.seed
     record = RunRecord(args.out, "train-ae", config.to_dict(), seed)
     with record.stage("train-ae"):
-        results = train_models(
-            args.dataset, args.out, names, epochs=args.epochs or ae.epochs, batch_size=args.batch_size or ae.batch_size,
-            patience=ae.patience, learning_rate=ae.learning_rate, code_size=ae.code_size,
-            validation_fraction=ae.validation_fraction, seed=seed, quiet=args.quiet, conv_filters=list(ae.conv_filters),
-        )  # fmt: skip
+        ae = ae.model_copy(update={"epochs": args.epochs or ae.epochs, "batch_size": args.batch_size or ae.batch_size})
+        results = train_models(args.dataset, args.out, ae, seed=seed, quiet=args.quiet, names=names)
     record.add(models={r["name"]: {"epochs_run": r["epochs_run"], "best_val_loss": r["best_val_loss"]} for r in results})
     record.write()
     if not args.quiet:

@@ -33,7 +33,7 @@ from analysis.sensitivity.tails import NullDistribution
 from analysis.wavelets.dataset import Dataset, load_dataset
 
 if TYPE_CHECKING:
-    from analysis.core.config import AnalysisConfig
+    from analysis.core.config import AnalysisConfig, AutoencodersConfig
     from analysis.sensitivity.model import MethodEntry
     from analysis.sensitivity.realizations import Realizations
 
@@ -66,28 +66,28 @@ def efficiency_p_value(null: NullDistribution, signal_losses: np.ndarray) -> tup
 
 
 def train_models(
-    dataset_dir: str | Path, out_dir: str | Path, names: list[str], *, epochs: int, batch_size: int,
-    patience: int, learning_rate: float, code_size: int, validation_fraction: float, seed: int, quiet: bool = False,
-    conv_filters: list[int] | None = None,
+    dataset_dir: str | Path, out_dir: str | Path, ae: AutoencodersConfig, seed: int, quiet: bool = False,
+    names: list[str] | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """Train each model on the dataset's training maps; ``<out>/<name>_ae/`` holds the ``.keras``
-    model, ``training.csv`` and ``train.json`` (with the training time, the dataset's path, map
-    shape and fingerprint: the consumers refuse a model of another dataset, :func:`check_training`).
-    A model whose ``train.json`` matches (same dataset parameters, settings and seed) is reused.
-    ``conv_filters``: the conv models' encoder filters (default ``AESettings.conv_filters``)."""
+    """Train each model (``names``, default ``ae.models``) on the dataset's training maps with the
+    settings of ``ae``; ``<out>/<name>_ae/`` holds the ``.keras`` model, ``training.csv`` and
+    ``train.json`` (with the training time, the dataset's path, map shape and fingerprint: the
+    consumers refuse a model of another dataset, :func:`check_training`). A model whose
+    ``train.json`` matches (same dataset parameters, settings and seed) is reused."""
     import time
 
     from models.ae_training import AESettings, save_model, train_autoencoder
 
     data = load_dataset(dataset_dir)
     x = data.train / data.scale
-    n_val = max(1, round(validation_fraction * len(x)))
+    n_val = max(1, round(ae.validation_fraction * len(x)))
     if len(x) - n_val < 1:
         raise ConfigError(f"{dataset_dir}: {len(x)} training maps leave none for training after validation")
-    settings = AESettings(epochs=epochs, batch_size=batch_size, patience=patience, learning_rate=learning_rate,
-                          code_size=code_size, **({"conv_filters": tuple(conv_filters)} if conv_filters else {}))  # fmt: skip
+    settings = AESettings(epochs=ae.epochs, batch_size=ae.batch_size, patience=ae.patience,
+                          learning_rate=ae.learning_rate, code_size=ae.code_size,
+                          conv_filters=tuple(ae.conv_filters))  # fmt: skip
     results = []
-    for name in model_names(names):
+    for name in model_names(names or list(ae.models)):
         full = f"{name}_ae"
         model_dir = Path(out_dir) / full
         info = {

@@ -32,15 +32,15 @@ ROOT = Path.cwd().resolve().parent if Path.cwd().name == "notebooks" else Path.c
 # the results directory of `python run_analysis.py` (DIJETSCAN_RESULTS points elsewhere)
 RESULTS = Path(os.environ.get("DIJETSCAN_RESULTS", ROOT / "results" / "default"))
 
-import json
 
 import matplotlib.pyplot as plt
 import numpy as np
 
+from analysis.pfn.scan import AucScan
 from analysis.pfn.scan_plots import auc_figure
 
-scan = json.loads((RESULTS / "scan" / "auc_scan.json").read_text())
-print("bins (GeV):", scan["bin_edges"], "| seed", scan["seed"], "| injection", scan["injection"])
+scan = AucScan.read(RESULTS / "scan" / "auc_scan.json")
+print("bins (GeV):", scan.bin_edges, "| seed", scan.seed, "| injection", scan.injection)
 
 # %% [markdown]
 # ## Null AUCs per bin pair
@@ -48,11 +48,11 @@ print("bins (GeV):", scan["bin_edges"], "| seed", scan["seed"], "| injection", s
 # %%
 auc_figure(scan)
 plt.show()
-for block in scan["sizes"]:
-    for pair in block["pairs"]:
-        aucs = np.asarray(pair["aucs"])
+for block in scan.sizes:
+    for pair in block.pairs:
+        aucs = np.asarray(pair.aucs)
         stderr = aucs.std(ddof=1) / np.sqrt(len(aucs)) if len(aucs) > 1 else float("nan")
-        print(f"{block['events']} events, bins {pair['bins']}: AUC {aucs.mean():.3f} +- {stderr:.3f} (mean +- s.e.)")
+        print(f"{block.events} events, bins {pair.bins}: AUC {aucs.mean():.3f} +- {stderr:.3f} (mean +- s.e.)")
 
 # %% [markdown]
 # ## Sensitivity on the protocol's realisations: every pair, trials over pairs in the global Z

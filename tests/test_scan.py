@@ -54,6 +54,20 @@ def pair(scan: dict, size: int, bins: tuple[int, int]) -> dict:
     return next(p for p in block["pairs"] if tuple(p["bins"]) == bins)
 
 
+def test_auc_scan_has_one_reader_that_names_a_bad_file(null_scan: dict, tmp_path) -> None:
+    from analysis.core.errors import InputError
+    from analysis.pfn.scan import AucScan
+
+    path = tmp_path / "auc_scan.json"
+    path.write_text(json.dumps(null_scan))
+    scan = AucScan.read(path)
+    assert scan.model_dump(mode="json") == null_scan and scan.n_trainings == 2 * SCAN["n_samples"] * len(NULL_SIZES)
+    for text in ("{", json.dumps({**null_scan, "seed": "four"}), json.dumps({**null_scan, "extra": 1})):
+        path.write_text(text)
+        with pytest.raises(InputError, match="auc_scan.json: not a readable"):
+            AucScan.read(path)
+
+
 def test_auc_scan_json_follows_the_design(null_scan: dict) -> None:
     assert null_scan["bin_edges"] == [660, 760, 860, 960, 1060, 1160]
     assert null_scan["seed"] == 4

@@ -26,6 +26,7 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from analysis.core.atomic import write_json
 from analysis.core.config import AnalysisConfig
@@ -353,7 +354,7 @@ def open_shared_checkpoints(ckpt_dir: Path, key: str) -> dict[str, dict[str, Any
 def run_scan(
     setup: ScanSetup, inputs: ScanInputs, out_dir: Path, resume: bool = False, quiet: bool = False,
     devices: list[str] | None = None, data_parallel: bool = False,
-) -> dict[str, Any]:  # fmt: skip
+) -> AucScan:  # fmt: skip
     """Run (or finish, with ``resume``) a scan; write checkpoints, auc_scan.json and the plot."""
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / CHECKPOINTS
@@ -376,7 +377,7 @@ def run_scan(
         quiet=quiet, devices=devices, data_parallel=data_parallel, label=label,
     )  # fmt: skip
     result = assemble(setup, inputs, tasks, done, pairs)
-    write_json(out_dir / "auc_scan.json", result)
+    result.write(out_dir / "auc_scan.json")
     from analysis.core.plots import save
     from analysis.pfn.scan_plots import auc_figure
 
@@ -437,25 +438,70 @@ def run_trainings(
         bar.close()
 
 
+class PairAucs(BaseModel):
+    """The AUCs of one adjacent bin pair over the random samples of one size."""
+
+    bins: tuple[int, int]
+    aucs: list[float]
+    auc_mean: float
+    auc_std: float = Field(description="standard deviation over samples (ddof 1; 0 for one sample)")
+
+
+class SizeAucs(BaseModel):
+    events: int
+    n_samples: int
+    pairs: list[PairAucs]
+
+
+class ScanInjection(BaseModel):
+    kind: str
+    n_events: int
+    mass: float | None = None
+
+
+class AucScan(BaseModel):
+    """``auc_scan.json`` (design section 4): one reader (:meth:`read`), one writer (:meth:`write`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bin_edges: list[float]
+    seed: int
+    injection: ScanInjection
+    sizes: list[SizeAucs]
+
+    @classmethod
+    def read(cls, path: str | Path) -> AucScan:
+        """Read and validate (errors name the file)."""
+        try:
+            return cls.model_validate_json(Path(path).read_text())
+        except FileNotFoundError:
+            raise InputError(f"{path}: not found") from None
+        except (OSError, UnicodeDecodeError, ValidationError) as exc:
+            raise InputError(f"{path}: not a readable auc_scan.json ({str(exc).splitlines()[0]})") from None
+
+    def write(self, path: str | Path) -> None:
+        write_json(path, self.model_dump(mode="json"))
+
+    @property
+    def n_trainings(self) -> int:
+        return sum(len(s.pairs) * s.n_samples for s in self.sizes)
+
+
 def assemble(
     setup: ScanSetup, inputs: ScanInputs, tasks: list[Task], done: dict[str, dict[str, Any]],
     pairs: dict[int, list[tuple[int, int]]],
-) -> dict[str, Any]:  # fmt: skip
-    """``auc_scan.json`` (design section 4) from the finished trainings."""
+) -> AucScan:  # fmt: skip
+    """The scan's result from the finished trainings."""
     sizes = []
     for size in setup.sizes:
         entries = []
         for pair in pairs[size]:
             aucs = [done[Task(size, k, pair).name]["auc"] for k in range(setup.n_samples)]
             std = float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0
-            entries.append({"bins": list(pair), "aucs": aucs, "auc_mean": float(np.mean(aucs)), "auc_std": std})
-        sizes.append({"events": size, "n_samples": setup.n_samples, "pairs": entries})
-    return {
-        "bin_edges": list(setup.bin_edges),
-        "seed": setup.seed,
-        "injection": {"kind": setup.kind, "n_events": setup.n_inject, "mass": setup.mass},
-        "sizes": sizes,
-    }
+            entries.append(PairAucs(bins=pair, aucs=aucs, auc_mean=float(np.mean(aucs)), auc_std=std))
+        sizes.append(SizeAucs(events=size, n_samples=setup.n_samples, pairs=entries))
+    injection = ScanInjection(kind=setup.kind, n_events=setup.n_inject, mass=setup.mass)
+    return AucScan(bin_edges=list(setup.bin_edges), seed=setup.seed, injection=injection, sizes=sizes)
 
 
 def setup_from_config(cfg: AnalysisConfig, inputs: ScanInputs, n_inject: int, sizes: list[int] | None = None,
@@ -505,5 +551,4 @@ def scan_stage(
     inputs = scan_inputs(columns, metadata, cfg, kind)
     setup = setup_from_config(cfg, inputs, n_inject, sizes, n_samples, epochs)
     result = run_scan(setup, inputs, out, resume=resume, quiet=quiet, data_parallel=data_parallel)
-    n = sum(len(s["pairs"]) * s["n_samples"] for s in result["sizes"])
-    return f"scan: {n} trainings, AUCs in {out / 'auc_scan.json'}"
+    return f"scan: {result.n_trainings} trainings, AUCs in {out / 'auc_scan.json'}"

@@ -3,7 +3,7 @@
 Both train the same architecture with the same batch size on the same processed jets in the
 same run (their test AUCs must agree within statistical error); ratio = ours / EnergyFlow.
 EnergyFlow's PFN is trained as a user would: its own ``fit`` on zero-padded arrays (the
-settings of models.energyflow_pfn.train_energyflow_pfn, plus a timing callback).
+settings of models.energyflow_pfn.train_energyflow_pfn, with a timing callback).
 
 Timing, the same for both: the wall time of epochs 2..E of ``fit`` (training steps and the
 per-epoch validation), taken by an epoch callback; the first epoch, which holds the one-off
@@ -66,31 +66,6 @@ def epoch_timer(base: type) -> object:
     return EpochTimer()
 
 
-def fit_energyflow(x_train, y_train, x_val, y_val, settings, seed: int, callback) -> object:
-    """energyflow.archs.PFN trained exactly as models.energyflow_pfn.train_energyflow_pfn does,
-    with ``callback`` passed to its fit."""
-    import contextlib
-    import io
-
-    import tf_keras
-    from energyflow.archs import PFN
-
-    from models.training import enable_determinism, one_hot
-
-    enable_determinism()
-    tf_keras.utils.set_random_seed(int(seed) % 2**31)
-    with contextlib.redirect_stdout(io.StringIO()):
-        pfn = PFN(
-            input_dim=x_train.shape[-1], Phi_sizes=tuple(settings.phi_sizes), F_sizes=tuple(settings.f_sizes),
-            optimizer=tf_keras.optimizers.Adam(learning_rate=settings.learning_rate), summary=False,
-        )  # fmt: skip
-    pfn.fit(
-        x_train, one_hot(y_train), epochs=settings.epochs, batch_size=settings.batch_size,
-        validation_data=(x_val, one_hot(y_val)), verbose=0, callbacks=[callback],
-    )  # fmt: skip
-    return pfn
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=Path, default=REPO / "results" / "default" / "process",
@@ -114,7 +89,7 @@ def main() -> int:
     from analysis.pfn.inputs import preprocess_awkward
     from analysis.pfn.scan import load_processed
     from models.batches import to_padded
-    from models.energyflow_pfn import predict_energyflow_pfn
+    from models.energyflow_pfn import predict_energyflow_pfn, train_energyflow_pfn
     from models.pfn import resolve_phi_dtype
     from models.training import TrainSettings, auc, predict_pfn, train_pfn
 
@@ -158,7 +133,7 @@ def main() -> int:
         gc.collect()
         timer = epoch_timer(tf_keras.callbacks.Callback)
         start = time.perf_counter()
-        pfn = fit_energyflow(x[tr], label[tr], x[va], label[va], settings, 1, timer)
+        pfn = train_energyflow_pfn(x[tr], label[tr], settings, 1, x[va], label[va], callbacks=[timer])
         full = timer.end - start
         score = auc(label[te], predict_energyflow_pfn(pfn, x[te])[:, 1])
         runs["energyflow"].append({"epochs": timer.times, "full": full, "auc": score})

@@ -16,9 +16,10 @@ from models.settings import TrainSettings, enable_determinism, one_hot
 
 def train_energyflow_pfn(
     x_train: np.ndarray, y_train: np.ndarray, settings: TrainSettings, seed: int,
-    x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+    x_val: np.ndarray | None = None, y_val: np.ndarray | None = None, callbacks: list | None = None,
 ) -> object:  # fmt: skip
-    """Train ``energyflow.archs.PFN`` on padded jets (n, max_len, n_features), labels 0/1."""
+    """Train ``energyflow.archs.PFN`` on padded jets (n, max_len, n_features), labels 0/1;
+    ``callbacks``: tf_keras callbacks passed to the fit (e.g. a benchmark's epoch timer)."""
     import tf_keras
     from energyflow.archs import PFN
 
@@ -34,7 +35,7 @@ def train_energyflow_pfn(
         validation = (x_val, one_hot(y_val))
     pfn.fit(
         x_train, one_hot(y_train), epochs=settings.epochs, batch_size=settings.batch_size,
-        validation_data=validation, verbose=0,
+        validation_data=validation, verbose=0, callbacks=callbacks or [],
     )  # fmt: skip
     return pfn
 

@@ -64,7 +64,7 @@ def test_auc_scan_has_one_reader_that_names_a_bad_file(null_scan: dict, tmp_path
     assert scan.model_dump(mode="json") == null_scan and scan.n_trainings == 2 * SCAN["n_samples"] * len(NULL_SIZES)
     for text in ("{", json.dumps({**null_scan, "seed": "four"}), json.dumps({**null_scan, "extra": 1})):
         path.write_text(text)
-        with pytest.raises(InputError, match="auc_scan.json: not a readable"):
+        with pytest.raises(InputError, match=r"auc_scan\.json: not a readable"):
             AucScan.read(path)
 
 

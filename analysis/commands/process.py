@@ -1,24 +1,11 @@
 """Run the coffea dijet processor over a fileset: selection, m_jj histograms, injection, Parquet.
 
 Reads the datasets of --fileset (coffea's fileset form, e.g. the fileset.json written by
-`generate`, or any CMS NanoAOD files with Jet_* branches) and writes to --out:
-  histograms.root          TH1 mjj_<dataset> (uniform bins) and mjj_bins_<dataset> (analysis
-                           bins) per dataset; with an injection: mjj_background,
-                           mjj_signal_<kind>_<k> and mjj_injected_<kind>_<k> (= background +
-                           signal), each also as mjj_bins_...
-  cutflow.json             per dataset the cutflow counts; skipped bad files; the injection
-  events/<dataset>.parquet selected events: mjj, weight, dataset, event; jets (pt, eta, phi,
-                           mass, rapidity, partonFlavour, jetId, tau21 (N-subjettiness ratio;
-                           -1 without PF candidates), constituents: pt, rapidity, phi, pdgId)
-  run.json                 provenance
-The stage itself is analysis.events.processing.process_fileset. Every output is written into a
-staging directory first and renamed into place only when all are complete; a failed run leaves
---out as it was, an interrupted one is refused by every reader until `process` runs again
-(see analysis.core.atomic). Events with NaN or infinite jet
-kinematics or weight are dropped as the cutflow step `finite`, with a warning naming the
-dataset and the count. A missing, corrupt or truncated input file, or one whose selected
-events have non-finite rapidities or PF candidates, stops the run (exit 1) naming the file,
-unless --skip-bad-files, which skips such files and lists them in cutflow.json.
+`generate`, or any CMS NanoAOD files with Jet_* branches) and writes histograms.root,
+cutflow.json, events/<dataset>.parquet and run.json to --out: the stage
+analysis.events.processing.process_fileset, whose docstring lists the outputs. A failed run
+leaves --out as it was (exit 1 naming the file at fault, unless --skip-bad-files, which skips
+missing, corrupt or truncated files and lists them in cutflow.json).
 
 Example:
   python run_analysis.py process --fileset data/qcd/fileset.json data/xgg/fileset.json \\

@@ -68,7 +68,13 @@ from scipy import stats
 
 from analysis.core.atomic import write_json
 from analysis.core.errors import ConfigError, InputError
-from analysis.pfn.scan import ScanInputs, open_checkpoints, open_shared_checkpoints, run_trainings
+from analysis.pfn.scan import (
+    ScanInputs,
+    open_checkpoints,
+    open_shared_checkpoints,
+    run_trainings,
+    trainings_line,
+)
 from analysis.sensitivity.model import MethodEntry, merge_entries
 from analysis.sensitivity.plots import sensitivity_figure
 from analysis.sensitivity.realizations import Realizations
@@ -570,11 +576,7 @@ def run_cwola_sensitivity(
     if found["truth"].get("roc"):
         save(roc_figure(found["truth"], real.signal), out_dir / ROC_PLOT)
     if not quiet:
-        per = f", {train_seconds / len(todo):.1f} s each" if todo else ""
-        print(
-            f"[sensitivity] {METHOD}: {len(tasks)} trainings ({len(todo)} run now{per}); global 3 sigma at "
-            f"{entry.crossing_text(3)}, 5 sigma at {entry.crossing_text(5)} events", flush=True,
-        )  # fmt: skip
+        print(trainings_line(METHOD, entry, len(tasks), len(todo), train_seconds), flush=True)
     return entry
 
 

@@ -438,6 +438,13 @@ def run_trainings(
         bar.close()
 
 
+def trainings_line(method: str, entry: Any, n_tasks: int, n_run: int, seconds: float) -> str:
+    """``[sensitivity] cwola_pfn: 180 trainings (180 run now, 0.7 s each); global 3 sigma at ...``."""
+    per = f", {seconds / n_run:.1f} s each" if n_run else ""
+    return (f"[sensitivity] {method}: {n_tasks} trainings ({n_run} run now{per}); global 3 sigma at "
+            f"{entry.crossing_text(3)}, 5 sigma at {entry.crossing_text(5)} events")  # fmt: skip
+
+
 class PairAucs(BaseModel):
     """The AUCs of one adjacent bin pair over the random samples of one size."""
 

@@ -50,6 +50,7 @@ from analysis.pfn.scan import (
     run_trainings,
     setup_from_config,
     train_split,
+    trainings_line,
     warner,
 )
 from analysis.sensitivity.model import MethodEntry, merge_entries
@@ -217,11 +218,7 @@ def run_pfn_sensitivity(
 
     save(sensitivity_figure(entry), out_dir / PLOT)
     if not quiet:
-        per = f", {seconds / len(todo):.1f} s each" if todo else ""
-        print(
-            f"[sensitivity] {METHOD}: {len(tasks)} trainings ({len(todo)} run now{per}); global 3 sigma at "
-            f"{entry.crossing_text(3)}, 5 sigma at {entry.crossing_text(5)} events", flush=True,
-        )  # fmt: skip
+        print(trainings_line(METHOD, entry, len(tasks), len(todo), seconds), flush=True)
     return entry
 
 

@@ -1,5 +1,5 @@
-"""The layout: the library never imports the command layer, no import cycles (lazy imports
-included), nothing edits sys.path (the package is installed)."""
+"""The layout: the library never imports the command layer, no import cycles at run time (lazy
+imports included, annotation-only ones not), nothing edits sys.path (the package is installed)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,28 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("analysis", "models", "processors")
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node, except those under ``if TYPE_CHECKING:`` (imports for annotations only)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and getattr(child.test, "id", None) == "TYPE_CHECKING":
+                todo.extend(child.orelse)
+            else:
+                todo.append(child)
+
+
 def _imports() -> dict[str, set[str]]:
-    """Every module of the packages -> the package modules it imports (anywhere in its body)."""
+    """Every module of the packages -> the package modules it imports at run time (anywhere in
+    its body, lazy imports included)."""
     graph: dict[str, set[str]] = {}
     for package in PACKAGES:
         for path in (REPO / package).rglob("*.py"):
             name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
             deps: set[str] = set()
-            for node in ast.walk(ast.parse(path.read_text())):
+            for node in _runtime_nodes(ast.parse(path.read_text())):
                 if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
                     deps.add(node.module)
                 elif isinstance(node, ast.Import):

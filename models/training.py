@@ -76,6 +76,16 @@ class JetBatches(keras.utils.PyDataset):
     def __len__(self) -> int:
         return self.batches_per_epoch * len(self.epochs)
 
+    def release(self) -> None:
+        """Drop the jets, the labels and the epoch being served once a training is over:
+        TensorFlow's registry of ``numpy_function`` callbacks outlives the training and would
+        keep them through :meth:`dataset`'s closure (measured: memory grew by about the training
+        data with every training, 23 GB after 120 CWoLa trainings at 10x the default sample)."""
+        self.jets = self.labels = self.offsets = None
+        served = getattr(self, "_served", None)
+        if served is not None:
+            served[0] = (None, [])
+
     def _pack(self, batches: list[np.ndarray]) -> PackedBatches:
         if self.caps:
             return pack_batches(self.jets, self.offsets, batches, self.n_groups, [self.caps[len(b)] for b in batches])
@@ -122,6 +132,7 @@ class JetBatches(keras.utils.PyDataset):
         signature = self._signature(tf)
         flat_signature = tf.nest.flatten(signature)
         current: list = [(None, [])]  # (epoch, its items): the epoch being served
+        self._served = current
 
         def item(index: np.int64) -> list[np.ndarray]:
             epoch, b = divmod(int(index), self.batches_per_epoch)
@@ -228,17 +239,24 @@ def train_pfn(
         validation = JetBatches(
             val, one_hot(y_val), max(settings.batch_size, 1000), n_groups=n_groups, fixed_shapes=jit
         ).packed()  # fmt: skip
-    model.fit(
-        data.dataset(), epochs=settings.epochs, steps_per_epoch=data.batches_per_epoch, validation_data=validation,
-        shuffle=False, verbose=0, callbacks=list(callbacks or []),
-    )  # fmt: skip
+    try:
+        model.fit(
+            data.dataset(), epochs=settings.epochs, steps_per_epoch=data.batches_per_epoch,
+            validation_data=validation, shuffle=False, verbose=0, callbacks=list(callbacks or []),
+        )  # fmt: skip
+    finally:
+        data.release()
     return model
 
 
 def predict_pfn(model: PackedPFN, jets: PackedJets, batch_size: int = 1000, n_groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities (n, 2) and the indices of the jets they belong to."""
     data = JetBatches(jets, None, batch_size, n_groups=n_groups, fixed_shapes=model.jit_compile)
-    return np.asarray(model.predict(data.dataset(), verbose=0)), data.used_jets()
+    used = data.used_jets()
+    try:
+        return np.asarray(model.predict(data.dataset(), verbose=0)), used
+    finally:
+        data.release()
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -122,6 +122,23 @@ def _crossing(entry: MethodEntry, sigma: int, kind: str) -> str:
     return f"{_end(value, limit)} [{_end(lo, lo_limit)}, {_end(hi, hi_limit)}]"
 
 
+NULL_Z_MAX = 1.5  # median global Z of the background-only realisations above which the null fails
+NULL_KS_MIN = 0.01  # KS p of their global p-values against uniform below which the null fails
+
+
+def null_failure(entry: MethodEntry) -> str | None:
+    """Why a method's background-only realisations contradict a calibrated null (None: they do
+    not): a median global Z at N = 0 above ``NULL_Z_MAX`` or a KS p below ``NULL_KS_MIN``. Its
+    crossings are then not sensitivities."""
+    reasons = []
+    zero = next((p for p in entry.points if p.n_signal == 0), None)
+    if zero is not None and zero.z_global.median > NULL_Z_MAX:
+        reasons.append(f"median global Z {zero.z_global.median:+.2f} at N = 0")
+    if entry.null_ks_pvalue is not None and entry.null_ks_pvalue < NULL_KS_MIN:
+        reasons.append(f"KS p = {entry.null_ks_pvalue:.2g} against uniform p-values")
+    return "; ".join(reasons) or None
+
+
 def method_table(entries: list[MethodEntry]) -> tuple[list[str], list[list[str]]]:
     """The headline table: global expected N(3, 5 sigma) with bands, local beside them."""
     head = ["method", "realisations", "N(3σ) global", "N(5σ) global", "N(3σ) local", "N(5σ) local",
@@ -131,8 +148,9 @@ def method_table(entries: list[MethodEntry]) -> tuple[list[str], list[list[str]]
         zero = e.point(0) if any(p.n_signal == 0 for p in e.points) else None
         z0 = "" if zero is None else f"{zero.z_global.median:+.2f} [{zero.z_global.lo:+.2f}, {zero.z_global.hi:+.2f}]"
         lumi = "" if e.luminosity_fraction == 1 else f" (at {e.luminosity_fraction:.0%} luminosity, N rescaled)"
+        failed = " (null not calibrated)" if null_failure(e) else ""
         rows.append([
-            e.method + lumi, str(e.realizations), _crossing(e, 3, "global"), _crossing(e, 5, "global"),
+            e.method + lumi + failed, str(e.realizations), _crossing(e, 3, "global"), _crossing(e, 5, "global"),
             _crossing(e, 3, "local"), _crossing(e, 5, "local"), z0,
             "" if e.null_ks_pvalue is None else f"{e.null_ks_pvalue:.3g}",
         ])  # fmt: skip
@@ -289,9 +307,12 @@ def signal_sections(data: Sensitivity) -> list[Section]:
         for e in entries:
             by_meaning.setdefault(e.z_global_meaning, []).append(e.method)
         meaning = [f"{', '.join(names)}: {text}" for text, names in by_meaning.items()]
+        failures = [f"{e.method}: {why}" for e in entries if (why := null_failure(e))]
+        warning = ([f"NULL NOT CALIBRATED — {'; '.join(failures)}. On background-only realisations these methods "
+                    "see signals that are not there; their crossings are not sensitivities."] if failures else [])
         sections.append(Section(
             f"Method comparison: {signal}",
-            [same, f"S/B in the signal region: {sob_text}.", "Global means — " + "; ".join(meaning) + "."],
+            [same, f"S/B in the signal region: {sob_text}.", *warning, "Global means — " + "; ".join(meaning) + "."],
             method_table(entries),
         ))  # fmt: skip
         sections.append(Section(f"Expected Z at every N: {signal}",

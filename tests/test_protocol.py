@@ -166,3 +166,25 @@ def test_crossing_text_reads_values_bounds_and_misses() -> None:
     flat = summarise(MethodResult("toy", "xgg_m900", [0, 100], np.stack([null, null], 1), np.stack([null, null], 1)),
                      background_events=9000, fingerprint="abc", z_global_meaning="test")  # fmt: skip
     assert flat.crossing_text(5) == "not reached"
+
+
+def test_report_flags_a_null_that_is_not_calibrated() -> None:
+    """Background-only global p-values far from uniform (the study's cwola_pfn: 0.0014, 0.014,
+    0.20) mark the method's row and add a warning; uniform ones do not."""
+    from analysis.report import method_table, null_failure, signal_sections
+    from analysis.sensitivity.model import Sensitivity
+
+    def entry(method: str, null: list[float]) -> object:
+        null_p = np.array(null)
+        p = np.stack([null_p, null_p / 100], axis=1)
+        return summarise(MethodResult(method, "wprime_m900", [0, 1000], p, p), background_events=9000,
+                         fingerprint="f", z_global_meaning="toy")  # fmt: skip
+
+    biased = entry("biased", [0.0014, 0.014, 0.20])
+    calibrated = entry("calibrated", list(np.linspace(0.05, 0.95, 20)))
+    assert null_failure(calibrated) is None
+    assert "median global Z +2.20 at N = 0" in null_failure(biased)
+    _, rows = method_table([biased, calibrated])
+    assert rows[0][0] == "biased (null not calibrated)" and rows[1][0] == "calibrated"
+    (comparison, _) = signal_sections(Sensitivity(methods=[biased, calibrated]))
+    assert any(p.startswith("NULL NOT CALIBRATED — biased: median global Z") for p in comparison.paragraphs)

@@ -221,7 +221,8 @@ def comparison_figure(entries: list[MethodEntry], kind: str = "global", signal: 
     ax.set_xscale("log")
     ax.set_xlabel("injected signal events N")
     ax.set_ylabel(f"expected {kind} Z", fontsize=22)
-    ax.set_title(f"{signal}: median {kind} Z over realisations, bars: 16-84 %".lstrip(": "), fontsize=14, loc="right")
+    title = f"median {kind} Z over realisations, bars: 16-84 %"
+    ax.set_title(f"{signal}: {title}" if signal else title, fontsize=14, loc="right")
     ax.legend(fontsize=13, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="open: lower bound", title_fontsize=12)
     fig.tight_layout()
     return fig

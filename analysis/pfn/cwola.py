@@ -68,13 +68,7 @@ from scipy import stats
 
 from analysis.core.atomic import write_json
 from analysis.core.errors import ConfigError, InputError
-from analysis.pfn.scan import (
-    ScanInputs,
-    open_checkpoints,
-    open_shared_checkpoints,
-    run_trainings,
-    trainings_line,
-)
+from analysis.pfn.scan import ScanInputs, train_tasks, trainings_line
 from analysis.sensitivity.model import MethodEntry, merge_entries
 from analysis.sensitivity.plots import sensitivity_figure
 from analysis.sensitivity.realizations import Realizations
@@ -531,14 +525,9 @@ def run_cwola_sensitivity(
     tasks = [CwolaTask(r, n, w.index, f) for r in range(n_real) for n in n_signal for w in windows
              for f in range(cw.folds)]  # fmt: skip
     key = _key(settings, windows, cw.folds, seed, inputs, real)
-    ckpt_dir = out_dir / CHECKPOINTS
-    done = open_checkpoints(ckpt_dir, key, resume)
-    null_key = _key(settings, windows, cw.folds, seed, inputs, real, background_only=True)
+    shared = None
     if null_dir is not None:
-        shared = open_shared_checkpoints(Path(null_dir) / CHECKPOINTS, null_key)
-        done.update({t.name: shared[t.name] for t in tasks if t.n_signal == 0 and t.name in shared})
-    todo = [t for t in tasks if t.name not in done]
-    null_todo = [t for t in todo if null_dir is not None and t.n_signal == 0]
+        shared = (Path(null_dir) / CHECKPOINTS, _key(settings, windows, cw.folds, seed, inputs, real, background_only=True))
     cache: dict[tuple[int, int, int], WindowEvents] = {}
 
     def events_of(r: int, n: int, w: int) -> WindowEvents:
@@ -554,16 +543,13 @@ def run_cwola_sensitivity(
         return f"r{task.realization} N={task.n_signal} w{task.window} f{task.fold} {rec['seconds']:.1f} s"
 
     started = time.perf_counter()
-    if null_todo:
-        run_trainings(null_todo, work, Path(null_dir) / CHECKPOINTS, null_key, done, settings, quiet=quiet,
-                      label=label, desc=f"{METHOD} trainings (N = 0, shared)")  # fmt: skip
-    run_trainings([t for t in todo if t not in null_todo], work, ckpt_dir, key, done, settings, quiet=quiet,
-                  label=label, desc=f"{METHOD} trainings")  # fmt: skip
+    done, n_run = train_tasks(tasks, work, out_dir / CHECKPOINTS, key, resume, settings, shared=shared, quiet=quiet,
+                              label=label, desc=f"{METHOD} trainings")  # fmt: skip
     train_seconds = time.perf_counter() - started
     started = time.perf_counter()
     found = analyse(cfg, real, windows, n_real, seed, done)
     analysis_seconds = time.perf_counter() - started
-    timing = {"trainings": len(tasks), "run_now": len(todo), "training_wall_s": round(train_seconds, 1),
+    timing = {"trainings": len(tasks), "run_now": n_run, "training_wall_s": round(train_seconds, 1),
               "per_training_s": round(float(np.mean([done[t.name]["seconds"] for t in tasks])), 3),
               "analysis_s": round(analysis_seconds, 1)}  # fmt: skip
     entry = build_entry(found, real, windows, cw, settings)
@@ -576,7 +562,7 @@ def run_cwola_sensitivity(
     if found["truth"].get("roc"):
         save(roc_figure(found["truth"], real.signal), out_dir / ROC_PLOT)
     if not quiet:
-        print(trainings_line(METHOD, entry, len(tasks), len(todo), train_seconds), flush=True)
+        print(trainings_line(METHOD, entry, len(tasks), n_run, train_seconds), flush=True)
     return entry
 
 

@@ -438,6 +438,29 @@ def run_trainings(
         bar.close()
 
 
+def train_tasks(
+    tasks: list[Any], work: Callable[[Any, tuple[Any, int] | None], dict[str, Any]], ckpt_dir: Path, key: str,
+    resume: bool, settings: dict[str, Any], *, shared: tuple[Path, str] | None = None, desc: str = "PFN trainings",
+    **options: Any,
+) -> tuple[dict[str, dict[str, Any]], int]:  # fmt: skip
+    """Run every unfinished task of a method on the protocol's realisations (tasks have ``name``
+    and ``n_signal``) and return (every task's record, the number run now). Records live in
+    ``ckpt_dir`` under ``key`` (kept with ``resume``); with ``shared`` = (directory, key), the
+    background-only (N = 0) trainings live there instead, a store every signal injected into the
+    same events shares: found there, they are not rerun. ``options`` go to :func:`run_trainings`."""
+    done = open_checkpoints(ckpt_dir, key, resume)
+    if shared is not None:
+        stored = open_shared_checkpoints(*shared)
+        done.update({t.name: stored[t.name] for t in tasks if t.n_signal == 0 and t.name in stored})
+    todo = [t for t in tasks if t.name not in done]
+    background_only = [t for t in todo if shared is not None and t.n_signal == 0]
+    if background_only:
+        run_trainings(background_only, work, *shared, done, settings, desc=f"{desc} (N = 0, shared)", **options)
+    run_trainings([t for t in todo if t not in background_only], work, ckpt_dir, key, done, settings, desc=desc,
+                  **options)  # fmt: skip
+    return done, len(todo)
+
+
 def trainings_line(method: str, entry: Any, n_tasks: int, n_run: int, seconds: float) -> str:
     """``[sensitivity] cwola_pfn: 180 trainings (180 run now, 0.7 s each); global 3 sigma at ...``."""
     per = f", {seconds / n_run:.1f} s each" if n_run else ""

@@ -45,11 +45,9 @@ from analysis.pfn.scan import (
     ScanSetup,
     bin_pair_jets,
     kept_pairs,
-    open_checkpoints,
-    open_shared_checkpoints,
-    run_trainings,
     setup_from_config,
     train_split,
+    train_tasks,
     trainings_line,
     warner,
 )
@@ -189,14 +187,9 @@ def run_pfn_sensitivity(
     n_signal = list(real.n_signal)
     tasks = [PfnTask(r, n, p) for r in range(n_real) for n in n_signal for p in pairs]
     key = _key(setup, inputs, real, fractions)
-    ckpt_dir = out_dir / CHECKPOINTS
-    done = open_checkpoints(ckpt_dir, key, resume)
-    null_key = _key(setup, inputs, real, fractions, background_only=True)
+    shared = None
     if null_dir is not None:
-        shared = open_shared_checkpoints(Path(null_dir) / CHECKPOINTS, null_key)
-        done.update({t.name: shared[t.name] for t in tasks if t.n_signal == 0 and t.name in shared})
-    todo = [t for t in tasks if t.name not in done]
-    null_todo = [t for t in todo if null_dir is not None and t.n_signal == 0]
+        shared = (Path(null_dir) / CHECKPOINTS, _key(setup, inputs, real, fractions, background_only=True))
     started = time.perf_counter()
 
     def label(task: PfnTask, rec: dict[str, Any]) -> str:
@@ -206,10 +199,9 @@ def run_pfn_sensitivity(
         return run_task(setup, fractions, inputs, real, task, parallel)
 
     parallel = cfg.scan.data_parallel if data_parallel is None else data_parallel
-    for part, store, part_key, desc in ((null_todo, Path(null_dir or out_dir) / CHECKPOINTS, null_key, " (N = 0, shared)"),
-                                        ([t for t in todo if t not in null_todo], ckpt_dir, key, "")):  # fmt: skip
-        run_trainings(part, work, store, part_key, done, setup.settings, quiet=quiet, devices=devices,
-                      data_parallel=parallel, label=label, desc=f"pfn_auc trainings{desc}")  # fmt: skip
+    done, n_run = train_tasks(tasks, work, out_dir / CHECKPOINTS, key, resume, setup.settings, shared=shared,
+                              quiet=quiet, devices=devices, data_parallel=parallel, label=label,
+                              desc="pfn_auc trainings")  # fmt: skip
     seconds = time.perf_counter() - started
     aucs = np.array([[[done[PfnTask(r, n, p).name]["auc"] for p in pairs] for n in n_signal] for r in range(n_real)])
     entry = build_entry(aucs, pairs, real, setup, fractions)
@@ -218,7 +210,7 @@ def run_pfn_sensitivity(
 
     save(sensitivity_figure(entry), out_dir / PLOT)
     if not quiet:
-        print(trainings_line(METHOD, entry, len(tasks), len(todo), seconds), flush=True)
+        print(trainings_line(METHOD, entry, len(tasks), n_run, seconds), flush=True)
     return entry
 
 

@@ -19,7 +19,7 @@
 # The coffea processor (`process` stage) selects events with exactly two jets of
 # 350 <= pT <= 450 GeV, |eta| < 1.9, and fills m_jj histograms per dataset, plus the injected
 # spectra background + k signal events drawn from the xgg sample. This notebook reads them from
-# `histograms.root` with uproot and draws them CMS-style with mplhep.
+# `histograms.root` (`analysis.events.histograms.read_spectra`) and draws them CMS-style with mplhep.
 
 # %%
 import os
@@ -34,7 +34,8 @@ import json
 import matplotlib.pyplot as plt
 import mplhep as hep
 import numpy as np
-import uproot
+
+from analysis.events.histograms import read_spectra
 
 hep.style.use("CMS")
 process = RESULTS / "process"
@@ -47,13 +48,12 @@ print("injection:", cutflow.get("injection"))
 # ## Background, signal and injected spectra
 
 # %%
-with uproot.open(process / "histograms.root") as f:
-    hists = {k.split(";")[0]: f[k].to_hist() for k, c in f.classnames().items() if c.startswith("TH1")}
-injected = sorted((h for h in hists if h.startswith("mjj_injected_")), key=lambda n: int(n.rsplit("_", 1)[1]))
+spectra = read_spectra(process / "histograms.root")  # hist histograms with (component, size, m_jj) axes
+sizes = spectra.sizes
 fig, ax = plt.subplots(figsize=(10, 8))
-hep.histplot(hists["mjj_background"], ax=ax, label="background (QCD)", color="black")
-for name in injected:
-    hep.histplot(hists[name], ax=ax, label=f"+ {name.rsplit('_', 1)[1]} injected", histtype="step")
+hep.histplot(spectra.injected("background", sizes[0]), ax=ax, label="background (QCD)", color="black")
+for k in sizes:
+    hep.histplot(spectra.injected("injected", k), ax=ax, label=f"+ {k} injected", histtype="step")
 for edge in (660, 760, 860, 960, 1060, 1160):
     ax.axvline(edge, color="grey", lw=0.5, ls=":")
 ax.set_xlabel("$m_{jj}$ [GeV]")
@@ -68,7 +68,7 @@ plt.show()
 # peak below the nominal mass, and the 350-450 GeV jet window shapes its low side.
 
 # %%
-signal = hists[injected[-1].replace("_injected_", "_signal_")]
+signal = spectra.injected("signal", sizes[-1])
 values, edges = signal.values(), signal.axes[0].edges
 centres = 0.5 * (edges[1:] + edges[:-1])
 mean = np.average(centres, weights=values)

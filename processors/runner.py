@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import warnings
+import zlib
 from collections.abc import Iterator
 
 from coffea import processor
@@ -20,6 +21,8 @@ from coffea.nanoevents import PFNanoAODSchema
 from analysis.core.errors import InputError
 
 EXECUTORS = ("iterative", "futures", "dask")
+# what opening or reading a damaged file raises (uproot, its decompressors, awkward's forms)
+READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, ValueError, KeyError, zlib.error)
 
 # coffea's schema warns, once per file, about collections that real NanoAOD files reference but
 # do not store and about photon branches it overrides; neither concerns the dijet selection.
@@ -51,11 +54,13 @@ def make_runner(
     scheduler: str | None = None,
     quiet: bool = False,
     local_processes: bool = True,
+    skipbadfiles: bool = False,
 ) -> Iterator[processor.Runner]:
     """Yield a Runner with the chosen executor; Dask clients/clusters are closed afterwards.
 
     The schema is coffea's PFNano schema (:class:`DijetSchema`); it reads plain NanoAOD too.
-    ``local_processes=False`` runs a LocalCluster's workers as threads.
+    ``local_processes=False`` runs a LocalCluster's workers as threads. ``skipbadfiles``: coffea
+    skips a file (or chunk) it cannot open or read (:data:`READ_ERRORS`) instead of failing.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
@@ -72,7 +77,8 @@ def make_runner(
             client = stack.enter_context(_dask_client(scheduler, workers, local_processes))
             ex = processor.DaskExecutor(client=client, status=status)
         yield processor.Runner(
-            executor=ex, chunksize=chunksize, schema=DijetSchema, skipbadfiles=False, savemetrics=False
+            executor=ex, chunksize=chunksize, schema=DijetSchema, savemetrics=False,
+            skipbadfiles=READ_ERRORS if skipbadfiles else False,
         )
 
 

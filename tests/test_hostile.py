@@ -260,11 +260,12 @@ def test_non_finite_kinematics_are_a_cutflow_step_with_a_warning(tmp_path: Path,
     cols = ak.from_parquet(res.events["qcd"])
     assert ak.to_list(cols) == ak.to_list(ref_cols[keep]) and len(cols) > 50
     assert np.all(np.isfinite(ak.to_numpy(cols.mjj)))
-    for name in ("mjj_qcd", "mjj_bins_qcd"):
-        values = res.histograms[name].values(flow=True)
+    for binning in ("mjj", "mjj_bins"):
+        h = res.spectra.dataset("qcd", binning)
+        values = h.values(flow=True)
         assert np.all(np.isfinite(values)) and values.sum() == len(cols)
-        expected = np.histogram(ak.to_numpy(cols.mjj), bins=res.histograms[name].axes[0].edges)[0]
-        np.testing.assert_array_equal(res.histograms[name].values(), expected)
+        expected = np.histogram(ak.to_numpy(cols.mjj), bins=h.axes[0].edges)[0]
+        np.testing.assert_array_equal(h.values(), expected)
     # the command line prints it too, and the clean file gives no warning
     code = cli_main(["process", "--fileset", str(_write_fileset(tmp_path, {"qcd": [str(clean)]})),
                      "--out", str(tmp_path / "cli"), "-q"])  # fmt: skip

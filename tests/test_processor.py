@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import awkward as ak
+import hist
 import numpy as np
 import pytest
 import uproot
@@ -221,10 +222,11 @@ def test_iterative_futures_and_dask_give_identical_results(gen_fileset, tmp_path
     for executor in ("futures", "dask", "scheduler"):
         other = results[executor]
         assert other.cutflow["datasets"] == base.cutflow["datasets"]
-        assert set(other.histograms) == set(base.histograms)
-        for name, h in base.histograms.items():
-            np.testing.assert_array_equal(other.histograms[name].values(flow=True), h.values(flow=True))
-            np.testing.assert_array_equal(other.histograms[name].variances(flow=True), h.variances(flow=True))
+        named, base_named = other.spectra.named(), base.spectra.named()
+        assert set(named) == set(base_named) and any("injected" in name for name in named)
+        for name, h in base_named.items():
+            np.testing.assert_array_equal(named[name].values(flow=True), h.values(flow=True))
+            np.testing.assert_array_equal(named[name].variances(flow=True), h.variances(flow=True))
         for name in gen_fileset:
             a = ak.from_parquet(base.events[name])
             b = ak.from_parquet(other.events[name])
@@ -239,15 +241,16 @@ def test_resonance_injection_is_background_plus_k_signal_events(gen_processed, g
     inj = res.cutflow["injection"]
     assert inj["kind"] == "resonance" and inj["background_datasets"] == qcd and inj["pool_datasets"] == xgg
     assert inj["sizes"] == [5, 20]
+    assert res.spectra.sizes == [5, 20] and res.spectra.kind == "resonance"
     for prefix in ("mjj", "mjj_bins"):
-        bkg = res.histograms[f"{prefix}_background"]
+        bkg = res.spectra.injected("background", 5, prefix)
         # the background is the qcd sample itself (the pool is the disjoint xgg sample)
         np.testing.assert_array_equal(
-            bkg.values(flow=True), sum(res.histograms[f"{prefix}_{n}"] for n in qcd).values(flow=True)
+            bkg.values(flow=True), sum(res.spectra.dataset(n, prefix) for n in qcd).values(flow=True)
         )
         for k in (5, 20):
-            sig = res.histograms[f"{prefix}_signal_resonance_{k}"]
-            injected = res.histograms[f"{prefix}_injected_resonance_{k}"]
+            sig = res.spectra.injected("signal", k, prefix)
+            injected = res.spectra.injected("injected", k, prefix)
             assert sig.sum(flow=True).value == k  # exactly k unit-weight events
             np.testing.assert_array_equal(
                 injected.values(flow=True), bkg.values(flow=True) + sig.values(flow=True)
@@ -268,9 +271,39 @@ def test_resonance_injection_is_background_plus_k_signal_events(gen_processed, g
         assert len(np.unique(a.draws[k])) == k and a.draws[k].max() < len(a.pool)
         np.testing.assert_array_equal(a.draws[k], b.draws[k])
     assert not np.array_equal(a.draws[20], c.draws[20])
-    sig = res.histograms["mjj_signal_resonance_20"]
+    sig = res.spectra.injected("signal", 20)
     expected, _ = np.histogram(ak.to_numpy(a.pool.mjj[a.draws[20]]), bins=sig.axes[0].edges)
     np.testing.assert_array_equal(sig.values(), expected)
+
+
+def test_histograms_root_reads_back_as_the_written_spectra(gen_processed, gen_fileset) -> None:
+    """The ROOT names are made and parsed in one module: reading gives back the category axes."""
+    from analysis.events.histograms import read_spectra
+
+    res = gen_processed
+    back = read_spectra(res.out_dir / "histograms.root")
+    assert back.dataset_names == list(gen_fileset) and back.sizes == [5, 20] and back.kind == "resonance"
+    with uproot.open(res.out_dir / "histograms.root") as fh:
+        keys = {k.split(";")[0] for k in fh}
+    assert keys == set(res.spectra.named()) and "mjj_injected_resonance_20" in keys and "mjj_bins_background" in keys
+    for binning in ("mjj", "mjj_bins"):
+        for axis in ("dataset", "mjj"):
+            assert list(back.datasets[binning].axes[axis]) == list(res.spectra.datasets[binning].axes[axis])
+        np.testing.assert_array_equal(back.datasets[binning].values(flow=True), res.spectra.datasets[binning].values(flow=True))
+        np.testing.assert_array_equal(back.injection[binning].values(flow=True), res.spectra.injection[binning].values(flow=True))
+        np.testing.assert_array_equal(
+            back.injection[binning].variances(flow=True), res.spectra.injection[binning].variances(flow=True)
+        )
+
+
+def test_a_dataset_named_like_an_injected_histogram_is_refused(gen_fileset, tmp_path: Path) -> None:
+    qcd = next(e for e in gen_fileset.values() if e["metadata"].get("process") == "qcd")
+    xgg = next(e for e in gen_fileset.values() if e["metadata"].get("process") == "xgg")
+    fileset = {"signal_resonance_5": qcd, "xgg": xgg}
+    cfg = config(injection={"kind": "resonance", "sizes": [5]})
+    with pytest.raises(ConfigError, match="'signal_resonance_5' clashes with the injected histograms"):
+        process_fileset(fileset, tmp_path / "out", cfg, executor="iterative", quiet=True)
+    assert not (tmp_path / "out" / "histograms.root").exists()
 
 
 def test_gluon_pair_injection_draws_from_a_disjoint_pool(gen_processed, gen_fileset) -> None:
@@ -296,12 +329,13 @@ def test_gluon_pair_injection_draws_from_a_disjoint_pool(gen_processed, gen_file
     from analysis.events.injection import injected_spectra
     from processors.dijet import mjj_hist
 
-    spectra = injected_spectra(inj, {"mjj": mjj_hist(cfg.histograms)})
+    spectra = injected_spectra(inj, {"mjj": mjj_hist(cfg.histograms)})["mjj"]
+    assert list(spectra.axes["size"]) == [3]
     np.testing.assert_array_equal(
-        spectra["mjj_injected_gluon_pairs_3"].values(flow=True),
-        spectra["mjj_background"].values(flow=True) + spectra["mjj_signal_gluon_pairs_3"].values(flow=True),
+        spectra["injected", hist.loc(3), :].values(flow=True),
+        spectra["background", hist.loc(3), :].values(flow=True) + spectra["signal", hist.loc(3), :].values(flow=True),
     )
-    assert spectra["mjj_signal_gluon_pairs_3"].sum(flow=True).value == 3
+    assert spectra["signal", hist.loc(3), :].sum(flow=True).value == 3
     with pytest.raises(ConfigError, match=r"injection\.bin"):
         bad = config(injection={"kind": "gluon_pairs", "bin": 5})
         plan_injection(cols, meta, bad.injection, bad.histograms, bad.seed)
@@ -363,7 +397,7 @@ def test_skip_bad_files_keeps_the_good_results(gen_fileset, tmp_path: Path) -> N
     assert all(s["reason"] for s in skipped)
     assert res.cutflow["datasets"]["qcd"]["cutflow"] == clean.cutflow["datasets"]["qcd"]["cutflow"]
     np.testing.assert_array_equal(
-        res.histograms["mjj_qcd"].values(flow=True), clean.histograms["mjj_qcd"].values(flow=True)
+        res.spectra.dataset("qcd").values(flow=True), clean.spectra.dataset("qcd").values(flow=True)
     )
     assert ak.to_list(ak.from_parquet(res.events["qcd"]).event) == ak.to_list(
         ak.from_parquet(clean.events["qcd"]).event
@@ -383,7 +417,7 @@ def test_empty_file_gives_empty_histograms(tmp_path: Path) -> None:
     assert len(ak.from_parquet(res.events["empty"])) == 0
     # an empty file adds nothing to the others
     assert res.cutflow["datasets"]["dy"]["cutflow"] == res.cutflow["datasets"]["dy_only"]["cutflow"]
-    np.testing.assert_array_equal(res.histograms["mjj_dy"].values(), res.histograms["mjj_dy_only"].values())
+    np.testing.assert_array_equal(res.spectra.dataset("dy").values(), res.spectra.dataset("dy_only").values())
 
 
 def test_missing_jet_id_branch_is_named_unless_not_needed(tmp_path: Path) -> None:

@@ -126,22 +126,22 @@ def plan_injection(
 
 
 def injected_spectra(inj: Injection, empty: dict[str, hist.Hist]) -> dict[str, hist.Hist]:
-    """Histograms ``<prefix>_background``, ``<prefix>_signal_<kind>_<k>``, ``<prefix>_injected_<kind>_<k>``.
+    """Per binning a Hist(component, size, mjj): the background sample, the k drawn signal events
+    and their sum for each size k (:func:`analysis.events.histograms.injection_spectra`).
 
-    ``empty`` maps a name prefix (``mjj``, ``mjj_bins``) to an empty histogram of its binning.
-    The injected histogram is exactly background + signal (bin contents and variances).
+    ``empty`` maps a binning (``mjj``, ``mjj_bins``) to an empty histogram of its bins. Empty
+    when nothing was injected.
     """
-    out: dict[str, hist.Hist] = {}
-    if inj.background is None or inj.pool is None:
-        return out
-    for prefix, template in empty.items():
-        background = _filled(template, inj.background)
-        out[f"{prefix}_background"] = background
-        for k, idx in inj.draws.items():
-            signal = _filled(template, inj.pool[idx])
-            out[f"{prefix}_signal_{inj.kind}_{k}"] = signal
-            out[f"{prefix}_injected_{inj.kind}_{k}"] = background + signal
-    return out
+    from analysis.events.histograms import injection_spectra
+
+    if inj.background is None or inj.pool is None or not inj.draws:
+        return {}
+    return {
+        binning: injection_spectra(
+            _filled(template, inj.background), {k: _filled(template, inj.pool[idx]) for k, idx in inj.draws.items()}
+        )
+        for binning, template in empty.items()
+    }
 
 
 def _filled(template: hist.Hist, events: ak.Array) -> hist.Hist:

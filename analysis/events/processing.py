@@ -3,10 +3,8 @@ injection, Parquet events), with staged, all-or-nothing outputs.
 
 ``process_fileset`` reads the datasets of a fileset (coffea's fileset form, e.g. the
 fileset.json written by `generate`, or any CMS NanoAOD files with Jet_* branches) and writes:
-  histograms.root          TH1 mjj_<dataset> (uniform bins) and mjj_bins_<dataset> (analysis
-                           bins) per dataset; with an injection: mjj_background,
-                           mjj_signal_<kind>_<k> and mjj_injected_<kind>_<k> (= background +
-                           signal), each also as mjj_bins_...
+  histograms.root          the m_jj spectra per dataset and of the injection, in uniform and
+                           in analysis bins (names: analysis.events.histograms)
   cutflow.json             per dataset the cutflow counts; skipped bad files; the injection
   events/<dataset>.parquet selected events: mjj, weight, dataset, event; jets (pt, eta, phi,
                            mass, rapidity, partonFlavour, jetId, tau21 (N-subjettiness ratio;
@@ -23,7 +21,6 @@ events have non-finite rapidities or PF candidates, stops the run naming the fil
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +30,7 @@ from typing import Any
 from analysis.core.atomic import check_complete, check_out_dir, remove_stale, staged_directory
 from analysis.core.config import AnalysisConfig
 from analysis.core.errors import ConfigError, InputError
+from analysis.events.histograms import Spectra, dataset_key, dataset_spectra, write_spectra
 
 MAX_WORKERS = 1024
 MAX_CHUNKSIZE = 100_000_000  # events per chunk: coffea holds a chunk's columns in memory
@@ -43,7 +41,7 @@ class ProcessResult:
     """What ``process_fileset`` wrote, for callers (the default chain, tests)."""
 
     out_dir: Path
-    histograms: dict[str, Any]  # ROOT key -> hist.Hist
+    spectra: Spectra  # the m_jj histograms (category axes; named only in histograms.root)
     cutflow: dict[str, Any]  # the content of cutflow.json
     events: dict[str, Path] = field(default_factory=dict)  # dataset -> Parquet file
     warnings: list[str] = field(default_factory=list)  # e.g. events dropped for non-finite values
@@ -198,75 +196,47 @@ def _missing_message(path: str, missing: list[str], cfg: AnalysisConfig) -> str:
 def _run(
     datasets: list, checks: dict, skipped: list, proc: Any, skip: bool, runner_args: dict
 ) -> tuple[dict, list]:
-    """Run coffea over the readable, non-empty files; returns {(dataset, file): result} and the skipped list."""
+    """Run coffea over the readable, non-empty files; returns {(dataset, file): result} and the skipped list.
+
+    The processor reports files it cannot read or whose selected events are not finite; with
+    ``skip``, coffea's ``skipbadfiles`` also skips files it cannot open, found here as files
+    whose events were not all read."""
     from processors.runner import make_runner, uproot_options
 
     bad = {s["file"] for s in skipped}
-    while True:
-        fileset = {}
-        for ds in datasets:
-            files = {p: t for p, t in ds.files.items() if p not in bad and checks[p].n_entries > 0}
-            if files:
-                fileset[ds.name] = {"files": files, "metadata": ds.metadata}
-        if not fileset:
-            return {}, skipped
-        try:
-            paths = [path for entry in fileset.values() for path in entry["files"]]
-            with make_runner(**runner_args) as runner:
-                out = runner(fileset, proc, treename="Events", uproot_options=uproot_options(paths))
-        except InputError:
-            raise
-        except Exception as exc:  # a file that passed the preflight failed inside coffea
-            path = _file_in_message(exc, checks)
-            if path is None:
-                raise
-            reason = f"unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
-            if not skip:
-                raise InputError(f"{path}: {reason} (use --skip-bad-files to skip it)") from exc
-            skipped.append({"dataset": _dataset_of(datasets, path), "file": path, "reason": reason})
-            bad.add(path)
-            continue
-        problems = sorted(out.get("problems", set()))
-        missing = [p for p in problems if p[0] == "missing_branch"]
-        if missing:
-            raise InputError(f"{missing[0][2]}: {missing[0][3]}")
-        unreadable = [p for p in problems if p[0] in ("unreadable", "non_finite") and p[2] not in bad]
-        if unreadable and not skip:
-            kind, _, path, message = unreadable[0]
+    fileset = {}
+    for ds in datasets:
+        files = {p: t for p, t in ds.files.items() if p not in bad and checks[p].n_entries > 0}
+        if files:
+            fileset[ds.name] = {"files": files, "metadata": ds.metadata}
+    if not fileset:
+        return {}, skipped
+    paths = [path for entry in fileset.values() for path in entry["files"]]
+    with make_runner(**runner_args, skipbadfiles=skip) as runner:
+        out = runner(fileset, proc, treename="Events", uproot_options=uproot_options(paths))
+    problems = sorted(out.get("problems", set()))
+    missing = [p for p in problems if p[0] == "missing_branch"]
+    if missing:
+        raise InputError(f"{missing[0][2]}: {missing[0][3]}")
+    unreadable = [p for p in problems if p[0] in ("unreadable", "non_finite")]
+    if unreadable and not skip:
+        kind, _, path, message = unreadable[0]
+        why = message if kind == "non_finite" else f"unreadable ({message})"
+        raise InputError(f"{path}: {why} (use --skip-bad-files to skip it)")
+    for kind, dataset, path, message in unreadable:
+        if path not in bad:
             why = message if kind == "non_finite" else f"unreadable ({message})"
-            raise InputError(f"{path}: {why} (use --skip-bad-files to skip it)")
-        for kind, dataset, path, message in unreadable:
-            if path not in bad:
-                why = message if kind == "non_finite" else f"unreadable ({message})"
+            skipped.append({"dataset": dataset, "file": path, "reason": why})
+            bad.add(path)
+    results = {(dataset, path): result for dataset, files in out.get("files", {}).items() for path, result in files.items()}
+    for dataset, entry in fileset.items():
+        for path in entry["files"]:
+            read = results[(dataset, path)]["cutflow"]["all"] if (dataset, path) in results else 0
+            if path not in bad and read < checks[path].n_entries:  # coffea skipped it (skipbadfiles)
+                why = f"unreadable (coffea could not open or read it; {read} of {checks[path].n_entries} events read)"
                 skipped.append({"dataset": dataset, "file": path, "reason": why})
                 bad.add(path)
-        per_file = {
-            (dataset, path): result
-            for dataset, files in out.get("files", {}).items()
-            for path, result in files.items()
-            if path not in bad
-        }
-        return per_file, skipped
-
-
-def _file_in_message(exc: BaseException, checks: dict) -> str | None:
-    text = " ".join(str(e) for e in _chain(exc))
-    for match in re.finditer(r"filename='([^']+)'", text):
-        if match.group(1) in checks:
-            return match.group(1)
-    return None
-
-
-def _chain(exc: BaseException | None) -> list[BaseException]:
-    out = []
-    while exc is not None and exc not in out:
-        out.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    return out
-
-
-def _dataset_of(datasets: list, path: str) -> str:
-    return next(ds.name for ds in datasets if path in ds.files)
+    return {key: result for key, result in results.items() if key[1] not in bad}, skipped
 
 
 def _merge(
@@ -321,24 +291,15 @@ def _write(out_dir: Path, datasets: list, checks: dict, skipped: list, merged: d
     """histograms.root (uproot), events/<dataset>.parquet (awkward), cutflow.json into
     ``out_dir`` (the staging directory: the commit makes them visible together)."""
     import awkward as ak
-    import uproot
 
     from analysis.core.atomic import write_json
     from processors.fileset import safe_name
 
-    hists: dict[str, Any] = {}
-    for ds in datasets:
-        hists[f"mjj_{safe_name(ds.name)}"] = merged[ds.name]["mjj"]
-        hists[f"mjj_bins_{safe_name(ds.name)}"] = merged[ds.name]["mjj_bins"]
-    for name, h in injected.items():
-        if name in hists:
-            raise ConfigError(
-                f"dataset name clashes with the injected histogram {name!r}; rename the dataset"
-            )
-        hists[name] = h
-    with uproot.recreate(out_dir / "histograms.root") as fh:
-        for name, h in hists.items():
-            fh[name] = h
+    spectra = Spectra(
+        {b: dataset_spectra({safe_name(ds.name): merged[ds.name][b] for ds in datasets}) for b in ("mjj", "mjj_bins")},
+        injected, injection["kind"] if injected else None,
+    )  # fmt: skip
+    write_spectra(out_dir / "histograms.root", spectra)
     events = {}
     (out_dir / "events").mkdir(exist_ok=True)
     for ds in datasets:
@@ -365,7 +326,7 @@ def _write(out_dir: Path, datasets: list, checks: dict, skipped: list, merged: d
                 "empty_files": merged[ds.name]["empty_files"],
                 "constituents": merged[ds.name]["constituents"],
                 "metadata": ds.metadata,
-                "histogram": f"mjj_{safe_name(ds.name)}",
+                "histogram": dataset_key(safe_name(ds.name)),
                 "events": str(events[ds.name].relative_to(out_dir)),
             }
             for ds in datasets
@@ -374,4 +335,4 @@ def _write(out_dir: Path, datasets: list, checks: dict, skipped: list, merged: d
         "injection": injection,
     }
     write_json(out_dir / "cutflow.json", cutflow)
-    return ProcessResult(out_dir, hists, cutflow, events)
+    return ProcessResult(out_dir, spectra, cutflow, events)

@@ -446,45 +446,18 @@ def build_toy_dataset(
 
 
 def read_histograms(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{name: (counts, edges)}`` of the ``mjj_<dataset>`` TH1s of a histograms.root.
-
-    The processing directory must be complete (a `process` run whose commit was interrupted is
-    refused), and every bin content finite."""
-    import uproot
+    """``{ROOT key: (counts, edges)}`` of the datasets' m_jj spectra (uniform bins) of a
+    processing directory's histograms.root; an interrupted `process` run is refused."""
+    from analysis.events.histograms import dataset_key, read_spectra
 
     path = Path(path)
     check_complete(path.parent)
-    if not path.is_file():
-        raise InputError(f"{path}: histograms file not found")
-    try:
-        with uproot.open(path) as fh:
-            names = [k.split(";")[0] for k, cls in fh.classnames().items() if cls.startswith("TH1")]
-            out = {}
-            for name in names:
-                if name.startswith("mjj_") and not name.startswith("mjj_bins"):
-                    counts, edges = fh[name].to_numpy()
-                    out[name] = (np.asarray(counts, dtype=float), np.asarray(edges, dtype=float))
-    except Exception as exc:  # uproot raises many types for damaged files
-        raise InputError(f"{path}: cannot read histograms ({type(exc).__name__}: {exc})") from None
-    if not out:
-        raise InputError(f"{path}: no mjj_<dataset> histograms")
-    for name, (counts, edges) in out.items():
-        if not np.all(np.isfinite(counts)):
-            raise InputError(f"{path}: histogram {name} has NaN or infinite bin contents")
-        if len(edges) < 2 or not np.all(np.isfinite(edges)) or np.any(np.diff(edges) <= 0):
-            raise InputError(f"{path}: histogram {name} has no valid binning (edges must be finite and increasing)")
+    spectra = read_spectra(path)
+    out = {}
+    for name in spectra.dataset_names:
+        h = spectra.dataset(name)
+        out[dataset_key(name)] = (np.asarray(h.values(), dtype=float), np.asarray(h.axes[0].edges, dtype=float))
     return out
-
-
-def check_same_binning(path: Path, a: str, edges_a: np.ndarray, b: str, edges_b: np.ndarray) -> None:
-    """Histograms to be combined must share one binning: an InputError naming both and their bins."""
-    if len(edges_a) == len(edges_b) and np.allclose(edges_a, edges_b):
-        return
-
-    def bins(edges: np.ndarray) -> str:
-        return f"{len(edges) - 1} bins of {edges[0]:g}-{edges[-1]:g} GeV"
-
-    raise InputError(f"{path}: {a} ({bins(edges_a)}) and {b} ({bins(edges_b)}) have different binnings")
 
 
 def _choose(hists: dict[str, Any], given: str | None, process: str, path: Path) -> str:
@@ -493,7 +466,7 @@ def _choose(hists: dict[str, Any], given: str | None, process: str, path: Path) 
         if name not in hists:
             raise ConfigError(f"{path}: no histogram {given!r} (found: {', '.join(sorted(hists))})")
         return name
-    matches = [n for n in hists if n.removeprefix("mjj_").startswith(process) and "inject" not in n]
+    matches = [n for n in hists if n.removeprefix("mjj_").startswith(process)]
     if len(matches) != 1:
         raise ConfigError(
             f"{path}: {'no' if not matches else 'several'} {process} histogram(s) {matches or ''} "
@@ -536,8 +509,7 @@ def build_dataset_from_histograms(
     bg_name = _choose(hists, background_hist, "qcd", path)
     sig_name = _choose(hists, signal_hist, "xgg", path)
     counts, edges = hists[bg_name]
-    signal, sig_edges = hists[sig_name]
-    check_same_binning(path, bg_name, edges, sig_name, sig_edges)
+    signal, _ = hists[sig_name]  # one binning: read_spectra checks it
     low, high = config.sensitivity.mjj_min, config.sensitivity.mjj_max
     keep = np.nonzero((edges[:-1] >= low - 1e-9) & (edges[1:] <= high + 1e-9))[0]
     if keep.size < 10:

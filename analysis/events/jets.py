@@ -187,12 +187,18 @@ def kinematics(px: np.ndarray, py: np.ndarray, pz: np.ndarray, e: np.ndarray) ->
 def parton_flavour(
     jet_eta: np.ndarray, jet_phi: np.ndarray, jet_counts: np.ndarray, ev: EventBatch, max_dr: float
 ) -> np.ndarray:
-    """pdgId of the closest hard outgoing parton within ``max_dr`` of each jet (0: none)."""
-    jets = ak.unflatten(ak.zip({"eta": jet_eta, "phi": jet_phi}), jet_counts)
-    partons = ak.unflatten(ak.zip({"eta": ev.parton_eta, "phi": ev.parton_phi, "id": ev.parton_id}), ev.parton_counts)
+    """pdgId of the closest hard outgoing parton within ``max_dr`` of each jet (0: none).
+
+    Delta R is vector's, between unit directions (rho = 1) of the jets and the partons."""
+    import vector
+
+    def directions(eta: np.ndarray, phi: np.ndarray, counts: np.ndarray, **extra: np.ndarray) -> ak.Array:
+        return ak.unflatten(vector.zip({"rho": np.ones_like(eta), "eta": eta, "phi": phi, **extra}), counts)
+
+    jets = directions(jet_eta, jet_phi, jet_counts)
+    partons = directions(ev.parton_eta, ev.parton_phi, ev.parton_counts, id=ev.parton_id)
     pairs = ak.cartesian({"j": jets, "p": partons}, axis=1, nested=True)
-    dphi = (pairs.j.phi - pairs.p.phi + np.pi) % (2 * np.pi) - np.pi
-    dr = np.sqrt((pairs.j.eta - pairs.p.eta) ** 2 + dphi**2)
+    dr = pairs.j.deltaR(pairs.p)
     best = ak.argmin(dr, axis=2, keepdims=True)
     best_dr = ak.fill_none(ak.flatten(dr[best], axis=2), np.inf)
     best_id = ak.fill_none(ak.flatten(pairs.p.id[best], axis=2), 0)

@@ -43,6 +43,8 @@ import numpy as np
 from iminuit import Minuit, cost
 from scipy import special
 
+from analysis.core.binning import bin_centres
+
 N_PARAMS = 6
 PARAMETERS = ("ln_p0", "p1", "p2", "p3", "m0", "ln_w")
 TURN_ONS = ("erf", "logistic")
@@ -272,7 +274,7 @@ def fit_background(counts: np.ndarray, edges: np.ndarray, sqrt_s: float = 7000.0
     if filled.size < N_PARAMS + 2:
         raise ValueError(f"a background fit needs at least {N_PARAMS + 2} non-empty bins (got {filled.size})")
     first, last = (int(filled[0]), int(filled[-1])) if trim else (0, counts.size - 1)
-    centres = 0.5 * (edges[1:] + edges[:-1])
+    centres = bin_centres(edges)
     n, m, e = counts[first : last + 1], centres[first : last + 1], edges[first : last + 2]
     if start is not None:
         thetas = [np.asarray(start, dtype=float)]

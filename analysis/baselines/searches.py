@@ -46,6 +46,7 @@ import numpy as np
 from scipy import special, stats
 
 from analysis.baselines.background_fit import BackgroundFit, SpectrumModel, migrad, minimise, minuit
+from analysis.core.binning import bin_centres
 
 P_FLOOR = 1e-300  # local p-values below this are reported as this value, flagged as bounds
 
@@ -169,7 +170,7 @@ def mass_scan(counts: np.ndarray, edges: np.ndarray, background: BackgroundFit, 
     """Background + Gaussian fits of ``counts`` at each mass, the turn-on fixed to ``background``
     (a fit of the same spectrum over the same bins, e.g. ``fit_background(..., trim=False)``)."""
     counts, edges = np.asarray(counts, dtype=float), np.asarray(edges, dtype=float)
-    centres = 0.5 * (edges[1:] + edges[:-1])
+    centres = bin_centres(edges)
     b = background.expected(centres)
     fixed = ("m0", "ln_w")
     reference = SpectrumModel(centres, background.sqrt_s, background.turn_on, b)

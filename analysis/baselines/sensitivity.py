@@ -35,6 +35,7 @@ import numpy as np
 from analysis.baselines.background_fit import BackgroundFit, fit_background
 from analysis.baselines.searches import BumpScanner, GrossVitells, local_p, mass_hypotheses, mass_scan
 from analysis.core.atomic import write_json
+from analysis.core.binning import bin_centres
 from analysis.core.config import AnalysisConfig, BaselinesConfig
 from analysis.sensitivity.model import MethodEntry, merge_entries
 from analysis.sensitivity.plots import sensitivity_figure
@@ -93,7 +94,7 @@ class SpectrumSearch:
             raise ValueError(f"turn_on must be one of {TURN_ON_MODES} (got {turn_on!r})")
         self.turn_on = turn_on
         self.edges = np.asarray(edges, dtype=float)
-        self.centres = 0.5 * (self.edges[1:] + self.edges[:-1])
+        self.centres = bin_centres(self.edges)
         self.start = start
         self.settings = settings
         self.scanner = BumpScanner(self.edges, settings.width_min, settings.width_max)

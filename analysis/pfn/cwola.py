@@ -67,6 +67,7 @@ import numpy as np
 from scipy import stats
 
 from analysis.core.atomic import write_json
+from analysis.core.binning import bin_centres
 from analysis.core.errors import ConfigError, InputError
 from analysis.pfn.scan import ScanInputs, train_tasks, trainings_line
 from analysis.sensitivity.model import MethodEntry, merge_entries
@@ -339,7 +340,7 @@ def fit_selected(counts: np.ndarray, edges: np.ndarray, start: np.ndarray, sqrt_
     from analysis.baselines.background_fit import SpectrumModel, dijet_turnon, migrad
 
     counts, edges = np.asarray(counts, dtype=float), np.asarray(edges, dtype=float)
-    centres = 0.5 * (edges[1:] + edges[:-1])
+    centres = bin_centres(edges)
     model = SpectrumModel(centres, sqrt_s, turn_on, dijet_turnon(start, centres, sqrt_s, turn_on))
     fitted = np.ones(len(counts), bool) if masked is None else ~np.asarray(masked, bool)
     first, last = sr if sr is not None else (0, len(counts))

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from analysis.baselines.background_fit import BackgroundFit, fit_background
+from analysis.core.binning import bin_centres
 from analysis.core.errors import ConfigError, InputError
 from analysis.sensitivity.model import Protocol
 
@@ -85,7 +86,7 @@ class Realizations:
 
     @property
     def centres(self) -> np.ndarray:
-        return 0.5 * (self.edges[1:] + self.edges[:-1])
+        return bin_centres(self.edges)
 
     def weights(self, r: int) -> np.ndarray:
         """Multiplicity of every background event in realisation ``r`` (int64)."""
@@ -167,7 +168,7 @@ def build_realizations(
     if resampling == "model_poisson":
         bins = np.digitize(background_mjj, edges)  # 1..n inside
         inside = (bins >= 1) & (bins < len(edges))
-        expected = model.expected(0.5 * (edges[1:] + edges[:-1]))
+        expected = model.expected(bin_centres(edges))
         with np.errstate(divide="ignore", invalid="ignore"):
             per_event = np.where(counts > 0, expected / np.where(counts > 0, counts, 1.0), 0.0)
         rates[inside] = per_event[bins[inside] - 1]

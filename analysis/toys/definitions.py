@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import numpy as np
 from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from analysis.core.binning import bin_centres
 from analysis.core.config import StrictModel, read_yaml
 from analysis.core.errors import ConfigError
 from analysis.core.expressions import MAX_VALUE, Expression, ExpressionError, check_values, parse
@@ -48,8 +49,7 @@ class Binning(StrictModel):
 
     @property
     def centers(self) -> np.ndarray:
-        edges = self.edges
-        return 0.5 * (edges[1:] + edges[:-1])
+        return bin_centres(self.edges)
 
 
 class _Entry(StrictModel):

@@ -39,6 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from analysis.core.atomic import check_complete, read_npy, write_json, write_npy
+from analysis.core.binning import bin_centres
 from analysis.core.errors import ConfigError, InputError
 from analysis.toys.definitions import WaveletDef
 from analysis.wavelets.pvalues import ModulusMaps, Reference, map_shape, pvalue_maps, toy_maps
@@ -523,7 +524,7 @@ def build_dataset_from_histograms(
         fit = fit_background(counts, edges, config.generation.sqrt_s)
     except ValueError as exc:
         raise InputError(f"{path}: {bg_name}: {exc}") from None
-    expected = fit.expected(0.5 * (edges[1:] + edges[:-1]))
+    expected = fit.expected(bin_centres(edges))
     template = np.clip(signal, 0, None) / np.sum(np.clip(signal, 0, None))
     source = {
         "kind": "histograms", "file": str(path.resolve()), "background_hist": bg_name, "signal_hist": sig_name,

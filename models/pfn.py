@@ -31,9 +31,7 @@ import numpy as np
 from keras import layers, ops
 
 from models.batches import PackedJets
-
-DEFAULT_PHI = (100, 100, 128)
-DEFAULT_F = (100, 100, 100)
+from models.settings import DEFAULT_F, DEFAULT_PHI
 
 
 def _initializer(seed: int, index: int) -> keras.initializers.Initializer:

@@ -1,15 +1,17 @@
 """What a PFN training is (architecture and optimisation) and the switches every backend shares:
-imported by ``models.training`` (our packed PFN) and ``models.energyflow_pfn`` (EnergyFlow's)."""
+imported by ``models.training`` (our packed PFN) and ``models.energyflow_pfn`` (EnergyFlow's),
+and by the stages that configure trainings (no deep-learning framework is imported here)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
-import keras
 import numpy as np
 
-from models.pfn import DEFAULT_F, DEFAULT_PHI
+DEFAULT_PHI = (100, 100, 128)  # EnergyFlow's PFN defaults (the reference workflow's)
+DEFAULT_F = (100, 100, 100)
 
 _DETERMINISM = False
 
@@ -19,6 +21,8 @@ def enable_determinism() -> None:
     global _DETERMINISM
     if _DETERMINISM:
         return
+    import keras
+
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
@@ -41,6 +45,10 @@ class TrainSettings:
     phi_dtype: str = "float32"  # "mixed_bfloat16", or "auto" (models.pfn.resolve_phi_dtype)
     jit_compile: bool | str = "auto"  # XLA: True, False or "auto" (models.pfn.resolve_jit)
     event_jets: int = 0  # 0: jet classifier; k: event classifier, k jets (models.pfn.EventPFN, pack_events)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able record (sizes as lists), as checkpoint keys and results store it."""
+        return {**asdict(self), "phi_sizes": list(self.phi_sizes), "f_sizes": list(self.f_sizes)}
 
 
 def one_hot(labels: np.ndarray) -> np.ndarray:

@@ -75,6 +75,7 @@ from analysis.sensitivity.plots import sensitivity_figure
 from analysis.sensitivity.realizations import Realizations
 from analysis.sensitivity.summary import MethodResult, summarise
 from models.batches import PackedJets
+from models.settings import TrainSettings
 
 METHOD = "cwola_pfn"
 CHECKPOINTS = Path("cwola_pfn") / "checkpoints"
@@ -227,8 +228,8 @@ def task_seed(seed: int, task: CwolaTask) -> int:
     return int(ss.generate_state(1, dtype=np.uint32)[0] % 2**31)
 
 
-def train_settings(cfg: Any, event_jets: int) -> dict[str, Any]:
-    """models.training.TrainSettings fields: the scan's network and optimiser (``cfg.scan``),
+def train_settings(cfg: Any, event_jets: int) -> TrainSettings:
+    """The trainings' settings: the scan's network and optimiser (``cfg.scan``),
     each overridden by a field of the same name in ``cfg.cwola`` where that section has one and
     it is set; no per-epoch validation (no early stopping); the event-level PFN."""
     from models.pfn import resolve_phi_dtype
@@ -237,12 +238,11 @@ def train_settings(cfg: Any, event_jets: int) -> dict[str, Any]:
         value = getattr(cfg.cwola, name, None)
         return getattr(cfg.scan, name) if value is None else value
 
-    return {
-        "phi_sizes": [int(s) for s in pick("phi_sizes")], "f_sizes": [int(s) for s in pick("f_sizes")],
-        "epochs": int(pick("epochs")), "batch_size": int(pick("batch_size")),
-        "learning_rate": float(pick("learning_rate")), "backend": "ours", "validate": False,
-        "phi_dtype": resolve_phi_dtype(cfg.scan.phi_dtype), "event_jets": int(event_jets),
-    }  # fmt: skip
+    return TrainSettings(
+        phi_sizes=tuple(int(s) for s in pick("phi_sizes")), f_sizes=tuple(int(s) for s in pick("f_sizes")),
+        epochs=int(pick("epochs")), batch_size=int(pick("batch_size")), learning_rate=float(pick("learning_rate")),
+        backend="ours", validate=False, phi_dtype=resolve_phi_dtype(cfg.scan.phi_dtype), event_jets=int(event_jets),
+    )  # fmt: skip
 
 
 def fold_parts(events: WindowEvents, fold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -251,10 +251,10 @@ def fold_parts(events: WindowEvents, fold: int) -> tuple[np.ndarray, np.ndarray]
     return np.nonzero(events.fold != fold)[0], np.nonzero(events.fold == fold)[0]
 
 
-def run_task(inputs: ScanInputs, events: WindowEvents, settings: dict[str, Any], task: CwolaTask,
+def run_task(inputs: ScanInputs, events: WindowEvents, settings: TrainSettings, task: CwolaTask,
              seed: int) -> dict[str, Any]:  # fmt: skip
     """Train the fold model of one task and score its held-out fold: the checkpoint record."""
-    from models.training import TrainSettings, predict_pfn, train_pfn
+    from models.training import predict_pfn, train_pfn
 
     started = time.perf_counter()
     train, scored = fold_parts(events, task.fold)
@@ -262,9 +262,9 @@ def run_task(inputs: ScanInputs, events: WindowEvents, settings: dict[str, Any],
     labels = events.label[copies]
     if len(np.unique(labels)) < 2:
         raise InputError(f"{task.name}: the training events hold only the signal region or only sidebands")
-    event_jets = int(settings["event_jets"])
+    event_jets = settings.event_jets
     task_rng_seed = task_seed(seed, task)
-    model = train_pfn(event_units(inputs, events.ids[copies], event_jets), labels, TrainSettings(**settings),
+    model = train_pfn(event_units(inputs, events.ids[copies], event_jets), labels, settings,
                       task_rng_seed, reuse=True)  # fmt: skip
     probs, used = predict_pfn(model, event_units(inputs, events.ids[scored], event_jets))
     scores = np.full(len(scored), np.nan)
@@ -615,7 +615,7 @@ def analyse(cfg: Any, real: Realizations, windows: list[Window], n_real: int, se
 
 
 def build_entry(found: dict[str, Any], real: Realizations, windows: list[Window], cw: Any,
-                settings: dict[str, Any]) -> MethodEntry:  # fmt: skip
+                settings: TrainSettings) -> MethodEntry:  # fmt: skip
     """The ``cwola_pfn`` entry from :func:`analyse`'s results."""
     n_signal = list(real.n_signal)
     efficiencies = found["efficiencies"]
@@ -637,7 +637,7 @@ def build_entry(found: dict[str, Any], real: Realizations, windows: list[Window]
               else None for e in range(len(efficiencies))]  # fmt: skip
     details = {
         "windows": [w.to_dict() for w in windows], "efficiencies": efficiencies, "folds": int(cw.folds),
-        "trials": trials, "settings": settings,
+        "trials": trials, "settings": settings.to_dict(),
         "fit": "selected sidebands: dijet function x turn-on, the inclusive spectrum's fit (turn-on and "
                "shape) with a free normalisation and, if the deviance / dispersion drops by > 3.84 and each "
                "sideband holds >= 10 selected events, a free slope (n_free); iminuit ExtendedBinnedNLL with "
@@ -680,13 +680,13 @@ def build_entry(found: dict[str, Any], real: Realizations, windows: list[Window]
     )  # fmt: skip
 
 
-def _key(settings: dict[str, Any], windows: list[Window], folds: int, seed: int, inputs: ScanInputs,
+def _key(settings: TrainSettings, windows: list[Window], folds: int, seed: int, inputs: ScanInputs,
          real: Realizations, background_only: bool = False) -> str:  # fmt: skip
     """Hash of what a training's scores depend on besides its own (r, N, window, fold);
     ``background_only``: of an N = 0 training, which does not depend on the signal."""
     events = ([inputs.background_fingerprint, real.background_fingerprint] if background_only
               else [inputs.fingerprint, real.fingerprint])  # fmt: skip
-    data = [METHOD, settings, [w.to_dict() for w in windows], folds, seed, inputs.particle_ids, *events]
+    data = [METHOD, settings.to_dict(), [w.to_dict() for w in windows], folds, seed, inputs.particle_ids, *events]
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -33,6 +33,7 @@ from analysis.core.config import AnalysisConfig
 from analysis.core.errors import ConfigError, InputError
 from analysis.pfn.inputs import preprocess_awkward
 from models.batches import PackedJets
+from models.settings import TrainSettings
 
 CHECKPOINTS = "checkpoints"
 KINDS = ("none", "resonance", "gluon_pairs")
@@ -180,7 +181,7 @@ class ScanSetup:
     test_jets: int = 3000
     reference_events: int = 50000
     min_jets_per_bin: int = 600
-    settings: dict[str, Any] = field(default_factory=dict)  # models.training.TrainSettings fields
+    settings: TrainSettings = field(default_factory=TrainSettings)
     pairs: tuple[tuple[int, int], ...] | None = None  # train only these pairs (None: every kept pair)
     particle_ids: str = "pf_classes"  # the inputs' particle-id mapping: part of the checkpoint key
 
@@ -278,17 +279,17 @@ def pair_data(setup: ScanSetup, inputs: ScanInputs, task: Task) -> tuple[PackedJ
 
 
 def train_split(
-    jets: PackedJets, labels: np.ndarray, split: Any, settings: dict[str, Any], seed: int, name: str,
+    jets: PackedJets, labels: np.ndarray, split: Any, settings: TrainSettings, seed: int, name: str,
     parallel: tuple[Any, int] | None = None,
 ) -> float:  # fmt: skip
     """Train on ``split.train`` (validation ``split.val``) and return the AUC on ``split.test``."""
-    from models.training import TrainSettings, train_and_score
+    from models.training import train_and_score
 
     if len(np.unique(labels[split.test])) < 2 or len(np.unique(labels[split.train])) < 2:
         raise InputError(f"{name}: the training or test jets hold only one bin; use larger samples")
     return train_and_score(
         jets.take(split.train), labels[split.train], jets.take(split.val), labels[split.val],
-        jets.take(split.test), labels[split.test], TrainSettings(**settings), seed, *(parallel or (None, 1)),
+        jets.take(split.test), labels[split.test], settings, seed, *(parallel or (None, 1)),
     )  # fmt: skip
 
 
@@ -398,7 +399,7 @@ def warner(quiet: bool) -> Callable[[str], None]:
 
 def run_trainings(
     todo: list[Any], work: Callable[[Any, tuple[Any, int] | None], dict[str, Any]], ckpt_dir: Path, key: str,
-    done: dict[str, dict[str, Any]], settings: dict[str, Any], *, quiet: bool = False,
+    done: dict[str, dict[str, Any]], settings: TrainSettings, *, quiet: bool = False,
     devices: list[str] | None = None, data_parallel: bool = False,
     label: Callable[[Any, dict[str, Any]], str] | None = None, desc: str = "PFN trainings",
 ) -> None:  # fmt: skip
@@ -420,9 +421,9 @@ def run_trainings(
         bar.update(1)
 
     try:
-        if settings.get("backend") == "energyflow" or data_parallel:
+        if settings.backend == "energyflow" or data_parallel:
             parallel = None
-            if data_parallel and settings.get("backend") != "energyflow":
+            if data_parallel and settings.backend != "energyflow":
                 from models.devices import data_parallel as make_strategy
 
                 parallel = make_strategy(devices)
@@ -440,7 +441,7 @@ def run_trainings(
 
 def train_tasks(
     tasks: list[Any], work: Callable[[Any, tuple[Any, int] | None], dict[str, Any]], ckpt_dir: Path, key: str,
-    resume: bool, settings: dict[str, Any], *, shared: tuple[Path, str] | None = None, desc: str = "PFN trainings",
+    resume: bool, settings: TrainSettings, *, shared: tuple[Path, str] | None = None, desc: str = "PFN trainings",
     **options: Any,
 ) -> tuple[dict[str, dict[str, Any]], int]:  # fmt: skip
     """Run every unfinished task of a method on the protocol's realisations (tasks have ``name``
@@ -542,11 +543,11 @@ def setup_from_config(cfg: AnalysisConfig, inputs: ScanInputs, n_inject: int, si
     sc = cfg.scan
     # resolved here, so that the checkpoint key records the precision the trainings use
     phi_dtype = resolve_phi_dtype(sc.phi_dtype) if sc.backend == "ours" else "float32"
-    settings = {
-        "phi_sizes": list(sc.phi_sizes), "f_sizes": list(sc.f_sizes), "epochs": epochs or sc.epochs,
-        "batch_size": sc.batch_size, "learning_rate": sc.learning_rate, "backend": sc.backend,
-        "validate": sc.validate_each_epoch, "phi_dtype": phi_dtype,
-    }  # fmt: skip
+    settings = TrainSettings(
+        phi_sizes=tuple(sc.phi_sizes), f_sizes=tuple(sc.f_sizes), epochs=epochs or sc.epochs,
+        batch_size=sc.batch_size, learning_rate=sc.learning_rate, backend=sc.backend,
+        validate=sc.validate_each_epoch, phi_dtype=phi_dtype,
+    )  # fmt: skip
     return ScanSetup(
         seed=cfg.seed, sizes=tuple(sizes or sc.sizes), n_samples=n_samples or sc.n_samples,
         bin_edges=tuple(float(e) for e in cfg.histograms.analysis_bins), kind=inputs.kind, n_inject=n_inject,

@@ -238,7 +238,7 @@ def build_entry(
     ]  # fmt: skip
     details = {
         "bin_edges": list(setup.bin_edges), "pairs": [list(p) for p in pairs], "null": checks,
-        "aucs": aucs.tolist(), "p_pairs": p_pairs.tolist(), "settings": setup.settings,
+        "aucs": aucs.tolist(), "p_pairs": p_pairs.tolist(), "settings": setup.settings.to_dict(),
         "particle_ids": setup.particle_ids, "test_fraction": fractions[0], "validation_fraction": fractions[1],
     }  # fmt: skip
     result = MethodResult(METHOD, real.signal, n_signal, p_local, p_global)

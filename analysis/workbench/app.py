@@ -10,6 +10,7 @@ first passes :class:`analysis.workbench.security.SecurityMiddleware`. Errors are
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -111,9 +112,9 @@ def create_app(settings: Settings, token: str | None = None) -> SecurityMiddlewa
     bench = Workbench(settings, token or new_token())
     templates = Jinja2Templates(directory=str(HERE / "templates"))
 
-    def page(request: Request, name: str, **context: Any) -> Response:
+    def page(request: Request, name: str, status: int = 200, **context: Any) -> Response:
         context.update(csrf=bench.token, settings=settings, kinds=definitions.KINDS)
-        return templates.TemplateResponse(request, name, context)
+        return templates.TemplateResponse(request, name, context, status_code=status)
 
     # -- definitions ------------------------------------------------------------------------------
     async def definitions_page(request: Request) -> Response:
@@ -238,7 +239,8 @@ def create_app(settings: Settings, token: str | None = None) -> SecurityMiddlewa
     async def handle(request: Request, exc: Exception) -> Response:
         if isinstance(exc, HTTPException | DijetscanError | ValidationError | BodyTooLarge) and not request.url.path.startswith(("/api/", FILE_ROUTE)):
             response = _error(exc)
-            return page(request, "error.html", message=response.body.decode(), status=response.status_code)
+            message = json.loads(response.body)["error"]
+            return page(request, "error.html", status=response.status_code, message=message, code=response.status_code)
         return _error(exc)
 
     routes = [

@@ -5,6 +5,7 @@ Each function returns a matplotlib Figure; :func:`save` writes PNG or PDF by suf
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -76,3 +77,13 @@ def save(fig: Figure, path: str | Path) -> Path:
         fig.savefig(tmp, format=path.suffix.lower().lstrip("."), bbox_inches="tight", dpi=120)
     plt.close(fig)
     return path
+
+
+def png_bytes(fig: Figure, dpi: int = 72) -> bytes:
+    """``fig`` as PNG bytes (for the workbench's pages), then closed."""
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()

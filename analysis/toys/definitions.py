@@ -173,6 +173,16 @@ class WaveletDef(_Entry):
 E = TypeVar("E")
 
 
+class DefinitionError(ConfigError):
+    """An invalid definitions entry; ``index`` and ``field`` say where (for forms that show the
+    message next to the field), the message names the file, the entry and the field."""
+
+    def __init__(self, message: str, index: int | None = None, field: str = "") -> None:
+        super().__init__(message)
+        self.index = index
+        self.field = field
+
+
 class _SignalList(StrictModel):
     entries: list[SignalDef]
 
@@ -216,11 +226,11 @@ def parse_entries(kind: str, data: Any, source: str) -> list[Any]:
         if isinstance(ctx_error, ExpressionError):
             msg = f"unsafe or invalid expression: {ctx_error}"
         where += f" field '{field}'" if field else ""
-        raise ConfigError(f"{source}: {where}: {msg}") from None
+        raise DefinitionError(f"{source}: {where}: {msg}", index, field) from None
     ids = [entry.id for entry in entries]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
-        raise ConfigError(f"{source}: duplicate {kind} id(s) {duplicates}")
+        raise DefinitionError(f"{source}: duplicate {kind} id(s) {duplicates}", ids.index(duplicates[0]), "id")
     return entries
 
 

@@ -23,12 +23,15 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from analysis.core.atomic import is_complete, remove_stale, write_json, write_npy
+from analysis.core.cluster import Cluster, default_workers, open_cluster
 from analysis.core.config import AnalysisConfig
 from analysis.core.provenance import RunRecord
 from analysis.sensitivity.model import MethodEntry
@@ -51,6 +54,7 @@ class RunContext:
     out_dir: Path
     record: RunRecord
     options: RunOptions = field(default_factory=RunOptions)
+    cluster: Cluster | None = None  # the Dask cluster of every heavy stage (None: local)
 
     def say(self, message: str) -> None:
         if not self.options.quiet:
@@ -94,7 +98,8 @@ def generate_stage(ctx: RunContext) -> str:
 
     gen = ctx.config.generation
     signals = _signals(ctx.config)
-    paths = default_samples(ctx.config, workers=ctx.options.workers, quiet=ctx.options.quiet, signals=signals)
+    paths = default_samples(ctx.config, workers=ctx.options.workers, quiet=ctx.options.quiet, signals=signals,
+                            cluster=ctx.cluster)  # fmt: skip
     made = " + ".join([f"{gen.qcd_events} qcd"] + [
         f"{getattr(gen, f'{s}_events')} {s} (M = {getattr(gen, f'{s}_mass'):g} GeV)" for s in signals
     ])  # fmt: skip
@@ -108,8 +113,9 @@ def process_stage(ctx: RunContext) -> str:
 
     filesets = default_samples(ctx.config, workers=ctx.options.workers, quiet=True, signals=_signals(ctx.config))  # cached
     o = ctx.options
-    result = process_fileset(filesets, ctx.process_dir, ctx.config, executor=o.executor, workers=o.workers,
-                             scheduler=o.scheduler, quiet=o.quiet)  # fmt: skip
+    executor, scheduler = (o.executor, o.scheduler) if ctx.cluster is None else ("dask", ctx.cluster.scheduler)
+    result = process_fileset(filesets, ctx.process_dir, ctx.config, executor=executor, workers=o.workers,
+                             scheduler=scheduler, quiet=o.quiet)  # fmt: skip
     return result.summary_line()
 
 
@@ -142,7 +148,7 @@ def scan_stage(ctx: RunContext) -> str:
     from analysis.sensitivity.realizations import from_processed
 
     cfg, out, o = ctx.config, ctx.out_dir / "scan", ctx.options
-    null = run_scan_stage(cfg, ctx.process_dir, out, resume=o.resume, quiet=o.quiet)
+    null = run_scan_stage(cfg, ctx.process_dir, out, resume=o.resume, quiet=o.quiet, cluster=ctx.cluster)
     if cfg.injection.kind == "none":
         return null
     columns, metadata = load_processed(ctx.process_dir)
@@ -151,7 +157,8 @@ def scan_stage(ctx: RunContext) -> str:
         real = from_processed(sig, columns, metadata)
         inputs = scan_inputs(columns, metadata, sig, sig.injection.kind)
         return [run_pfn_sensitivity(sig, inputs, real, sub, resume=o.resume, quiet=o.quiet,
-                                    data_parallel=sig.scan.data_parallel, null_dir=out / NULL_STORE)]  # fmt: skip
+                                    data_parallel=sig.scan.data_parallel, null_dir=out / NULL_STORE,
+                                    cluster=ctx.cluster)]  # fmt: skip
 
     return f"{null}; {_per_signal(ctx, 'scan', pfn_auc)}"
 
@@ -170,7 +177,7 @@ def cwola_stage(ctx: RunContext) -> str:
         real = from_processed(sig, columns, metadata)
         inputs = scan_inputs(columns, metadata, sig, sig.injection.kind)
         return [run_cwola_sensitivity(sig, inputs, real, sub, resume=ctx.options.resume, quiet=ctx.options.quiet,
-                                      null_dir=ctx.out_dir / "cwola" / NULL_STORE)]  # fmt: skip
+                                      null_dir=ctx.out_dir / "cwola" / NULL_STORE, cluster=ctx.cluster)]  # fmt: skip
 
     return _per_signal(ctx, "cwola", cwola)
 
@@ -188,7 +195,7 @@ def autoencoder_stage(ctx: RunContext) -> str:
     reals = {sig.injection.signal: from_processed(sig, columns, metadata) for sig in cfg.signal_configs()}
     build_dataset_from_realizations(next(iter(reals.values())), out / "dataset", cfg, quiet=quiet,
                                     normalise=cfg.dataset.normalise)  # fmt: skip
-    train_models(out / "dataset", out / "models", cfg.autoencoders, seed=cfg.seed, quiet=quiet)
+    train_models(out / "dataset", out / "models", cfg.autoencoders, seed=cfg.seed, quiet=quiet, cluster=ctx.cluster)
 
     def score(sig: AnalysisConfig, sub: Path) -> list[MethodEntry]:
         return ae_sensitivity(reals[sig.injection.signal], out / "dataset", out / "models", sub, sig, quiet=quiet)
@@ -237,6 +244,8 @@ _INPUTS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "autoencoders": (("dataset", "autoencoders", "toys", "injection", "histograms", "sensitivity", "generation"), "process"),
     "baselines": (("baselines", "injection", "histograms", "sensitivity", "generation"), "process"),
 }
+ON_CLUSTER = ("generate", "process", "scan", "cwola", "autoencoders")  # stages that use a Dask cluster
+
 # A stage is reused only when its key matches and its main output is still there.
 _OUTPUTS = {"process": "process/cutflow.json", "scan": "scan/auc_scan.json", "cwola": "cwola/sensitivity.json",
             "autoencoders": "autoencoders/sensitivity.json", "baselines": "baselines/sensitivity.json"}  # fmt: skip
@@ -269,15 +278,36 @@ def _state(out_dir: Path) -> dict[str, dict[str, str]]:
 
 
 def run_chain(ctx: RunContext, stages: list[str] | None = None) -> None:
-    """Run the stages in order, reusing unchanged finished ones; timings go to run.json.
+    """Run the stages in order, reusing unchanged finished ones; timings go to run.json, and
+    where each stage ran (``stages``: local, or the Dask cluster's address and workers).
 
     A stage that must run starts from an empty directory, unless ``--resume`` and it was
-    interrupted with the same inputs (then its finished parts are kept).
+    interrupted with the same inputs (then its finished parts are kept). With ``--executor
+    dask`` or ``--scheduler``, one cluster serves every heavy stage (:data:`ON_CLUSTER`).
     """
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale(ctx.out_dir)
     ctx.record.write()
-    names = stages or list(ctx.config.stages)
+    o = ctx.options
+    with open_cluster(o.executor, o.workers, o.scheduler) if ctx.cluster is None else nullcontext(ctx.cluster) as cluster:
+        ctx.cluster = cluster
+        try:
+            _run_stages(ctx, stages or list(ctx.config.stages))
+        finally:
+            ctx.cluster = None
+
+
+def where(ctx: RunContext, name: str) -> dict[str, Any]:
+    """Where stage ``name`` runs, for run.json."""
+    if ctx.cluster is not None and name in ON_CLUSTER:
+        return ctx.cluster.describe()
+    if name == "process":
+        return {"executor": ctx.options.executor or ctx.config.processing.executor,
+                "workers": ctx.options.workers or ctx.config.processing.workers or default_workers()}  # fmt: skip
+    return {"executor": "local", "workers": ctx.options.workers or default_workers()}
+
+
+def _run_stages(ctx: RunContext, names: list[str]) -> None:
     state = _state(ctx.out_dir)
     for number, name in enumerate(names, 1):
         key = stage_key(ctx.config, name)
@@ -297,6 +327,7 @@ def run_chain(ctx: RunContext, stages: list[str] | None = None) -> None:
         state["done"].pop(name, None)
         state["started"][name] = key
         write_json(ctx.out_dir / STATE_FILE, state)
+        ctx.record.add(stages={**ctx.record.data.get("stages", {}), name: where(ctx, name)})
         with ctx.record.stage(name):
             summary = STAGES[name](ctx)
         if key is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from collections.abc import Iterator
 from coffea import processor
 from coffea.nanoevents import PFNanoAODSchema
 
-from analysis.core.errors import InputError
+from analysis.core.cluster import default_workers, open_cluster
 
 EXECUTORS = ("iterative", "futures", "dask")
 # what opening or reading a damaged file raises (uproot, its decompressors, awkward's forms)
@@ -35,14 +34,6 @@ class DijetSchema(PFNanoAODSchema):
     the ``run``/``luminosityBlock`` event-id branches (slimmed NanoAOD): a warning, not an error."""
 
     error_missing_event_ids = False
-
-
-def default_workers() -> int:
-    """All cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @contextlib.contextmanager
@@ -74,35 +65,12 @@ def make_runner(
         elif executor == "futures":
             ex = processor.FuturesExecutor(workers=workers, status=status)
         else:
-            client = stack.enter_context(_dask_client(scheduler, workers, local_processes))
-            ex = processor.DaskExecutor(client=client, status=status)
+            cluster = stack.enter_context(open_cluster("dask", workers, scheduler, processes=local_processes))
+            ex = processor.DaskExecutor(client=cluster.client, status=status)
         yield processor.Runner(
             executor=ex, chunksize=chunksize, schema=DijetSchema, savemetrics=False,
             skipbadfiles=READ_ERRORS if skipbadfiles else False,
         )
-
-
-@contextlib.contextmanager
-def _dask_client(scheduler: str | None, workers: int, local_processes: bool) -> Iterator[object]:
-    from dask.distributed import Client, LocalCluster
-
-    if scheduler:
-        try:
-            client = Client(scheduler, timeout=20)
-        except (OSError, TimeoutError) as exc:
-            raise InputError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    with (
-        LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=local_processes, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
 
 
 def uproot_options(paths: list[str]) -> dict[str, object]:

@@ -29,9 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
     parser.add_argument(
         "--executor", choices=("iterative", "futures", "dask"), default=None,
-        help="coffea executor for the processing stage (default: from config)",
+        help="dask: one Dask LocalCluster of --workers for every heavy stage (generation, processing, "
+             "trainings); iterative or futures: the processing stage's coffea executor (default: from config)",
     )  # fmt: skip
-    parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (tcp://host:port)")
+    parser.add_argument("--scheduler", default=None,
+                        help="address of a running Dask scheduler (tcp://host:port): every heavy stage runs there")  # fmt: skip
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted stage (finished trainings are kept)")
     parser.add_argument("--stages", default=None,

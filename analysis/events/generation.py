@@ -46,7 +46,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -55,6 +55,9 @@ from analysis.core.atomic import check_out_dir as _check_out_dir
 from analysis.core.config import GenerationConfig
 from analysis.core.errors import ConfigError, InputError
 from analysis.events.jets import ChargeTable, JetSettings, build_batch, from_pythia_batch
+
+if TYPE_CHECKING:
+    from analysis.core.cluster import Cluster
 
 PROCESSES = ("qcd", "xgg", "wprime")  # append only: the index seeds the files (file_seed)
 RESONANCES = ("xgg", "wprime")  # the processes that take --mass
@@ -369,10 +372,13 @@ def generate(
     cfg: GenerationConfig | None = None,
     quiet: bool = False,
     events_flag: str = "--events",
+    cluster: Cluster | None = None,
 ) -> Path:
     """Generate (or reuse) a sample and write its ``fileset.json``; returns that path.
 
-    ``workers``: processes (None: all cores; 1: in this process). Files already finished with
+    ``workers``: processes (None: all cores; 1: in this process); with a ``cluster``, one Dask
+    task per file instead (a file is written atomically, so a task rerun after its worker was
+    killed writes the same file). Files already finished with
     the same seed and settings are kept. The fileset entry of this dataset is added to (or
     replaces) the one in an existing ``fileset.json`` of ``out_dir``; while files are being
     rewritten, an existing entry is marked incomplete. ``events_flag`` names ``n_events`` in
@@ -404,7 +410,11 @@ def generate(
     reused = sum(r.n_events for r in records.values())
     name = dataset_name(process, mass)
     with tqdm(total=n_events, initial=reused, unit="ev", desc=f"generate {name}", disable=quiet) as bar:
-        if n_workers == 1:
+        if cluster is not None:
+            for job, record in cluster.map(write_file, todo):
+                records[job.index] = record
+                bar.update(record.n_events)
+        elif n_workers == 1:
             for job in todo:
                 records[job.index] = write_file(job, progress=bar.update)
         elif todo:
@@ -466,7 +476,8 @@ def write_fileset(
 
 
 def default_samples(
-    config: Any, workers: int | None = None, quiet: bool = False, signals: tuple[str, ...] = ("xgg",)
+    config: Any, workers: int | None = None, quiet: bool = False, signals: tuple[str, ...] = ("xgg",),
+    cluster: Cluster | None = None,
 ) -> list[Path]:
     """The samples of the default chain (`run`): ``generation.qcd_events`` qcd events and, per
     signal in ``signals`` (``xgg``, ``wprime``), ``generation.<signal>_events`` events at
@@ -482,13 +493,13 @@ def default_samples(
         raise ConfigError(f"signals: unknown signal process {unknown[0]!r} (choose from {choices})")
     paths = [generate(
         "qcd", gen.qcd_events, seed, base / f"qcd_seed{seed}",
-        workers=workers, cfg=gen, quiet=quiet, events_flag="generation.qcd_events",
+        workers=workers, cfg=gen, quiet=quiet, events_flag="generation.qcd_events", cluster=cluster,
     )]  # fmt: skip
     for process in signals:
         mass = getattr(gen, f"{process}_mass")
         out = base / f"{dataset_name(process, mass)}_seed{seed}"
         paths.append(generate(
             process, getattr(gen, f"{process}_events"), seed, out, mass=mass,
-            workers=workers, cfg=gen, quiet=quiet, events_flag=f"generation.{process}_events",
+            workers=workers, cfg=gen, quiet=quiet, events_flag=f"generation.{process}_events", cluster=cluster,
         ))  # fmt: skip
     return paths

@@ -61,7 +61,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
@@ -76,6 +76,9 @@ from analysis.sensitivity.realizations import Realizations
 from analysis.sensitivity.summary import MethodResult, summarise
 from models.batches import PackedJets
 from models.settings import TrainSettings
+
+if TYPE_CHECKING:
+    from analysis.core.cluster import Cluster
 
 METHOD = "cwola_pfn"
 CHECKPOINTS = Path("cwola_pfn") / "checkpoints"
@@ -505,7 +508,7 @@ def truth_diagnostics(events: WindowEvents, scores: np.ndarray, efficiencies: li
 # -- running ---------------------------------------------------------------------------------
 def run_cwola_sensitivity(
     cfg: Any, inputs: ScanInputs, real: Realizations, out_dir: Path, resume: bool = False,
-    quiet: bool = False, null_dir: Path | None = None,
+    quiet: bool = False, null_dir: Path | None = None, cluster: Cluster | None = None,
 ) -> MethodEntry:  # fmt: skip
     """Train every (realisation, N, window, fold), write the ``cwola_pfn`` entry into
     ``out_dir/sensitivity.json`` with its plots; ``resume`` keeps the finished trainings of an
@@ -545,7 +548,7 @@ def run_cwola_sensitivity(
 
     started = time.perf_counter()
     done, n_run = train_tasks(tasks, work, out_dir / CHECKPOINTS, key, resume, settings, shared=shared, quiet=quiet,
-                              label=label, desc=f"{METHOD} trainings")  # fmt: skip
+                              label=label, desc=f"{METHOD} trainings", cluster=cluster)  # fmt: skip
     train_seconds = time.perf_counter() - started
     started = time.perf_counter()
     found = analyse(cfg, real, windows, n_real, seed, done)

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import awkward as ak
 import numpy as np
@@ -34,6 +34,9 @@ from analysis.core.errors import ConfigError, InputError
 from analysis.pfn.inputs import preprocess_awkward
 from models.batches import PackedJets
 from models.settings import TrainSettings
+
+if TYPE_CHECKING:
+    from analysis.core.cluster import Cluster
 
 CHECKPOINTS = "checkpoints"
 KINDS = ("none", "resonance", "gluon_pairs")
@@ -354,7 +357,7 @@ def open_shared_checkpoints(ckpt_dir: Path, key: str) -> dict[str, dict[str, Any
 
 def run_scan(
     setup: ScanSetup, inputs: ScanInputs, out_dir: Path, resume: bool = False, quiet: bool = False,
-    devices: list[str] | None = None, data_parallel: bool = False,
+    devices: list[str] | None = None, data_parallel: bool = False, cluster: Cluster | None = None,
 ) -> AucScan:  # fmt: skip
     """Run (or finish, with ``resume``) a scan; write checkpoints, auc_scan.json and the plot."""
     out_dir = Path(out_dir)
@@ -375,7 +378,7 @@ def run_scan(
 
     run_trainings(
         todo, lambda t, parallel: run_task(setup, inputs, t, parallel), ckpt_dir, key, done, setup.settings,
-        quiet=quiet, devices=devices, data_parallel=data_parallel, label=label,
+        quiet=quiet, devices=devices, data_parallel=data_parallel, label=label, cluster=cluster,
     )  # fmt: skip
     result = assemble(setup, inputs, tasks, done, pairs)
     result.write(out_dir / "auc_scan.json")
@@ -402,10 +405,13 @@ def run_trainings(
     done: dict[str, dict[str, Any]], settings: TrainSettings, *, quiet: bool = False,
     devices: list[str] | None = None, data_parallel: bool = False,
     label: Callable[[Any, dict[str, Any]], str] | None = None, desc: str = "PFN trainings",
+    cluster: Cluster | None = None,
 ) -> None:  # fmt: skip
     """Run ``work(task, parallel)`` for every task (each has a ``name``) and checkpoint its record
     under ``ckpt_dir`` (with ``key``) as soon as it finishes: one training per device, or each
-    split over all devices (``data_parallel``), or in order (EnergyFlow seeds through global state)."""
+    split over all devices (``data_parallel``), or in order (EnergyFlow seeds through global state);
+    with a ``cluster``, one Dask task per training (``work`` and what it holds go to each worker
+    once; a task rerun after its worker died gives the same record: its seed is the task's)."""
     from tqdm import tqdm
 
     if not todo:
@@ -421,6 +427,12 @@ def run_trainings(
         bar.update(1)
 
     try:
+        if cluster is not None:
+            from analysis.core.cluster import call
+
+            for task, rec in cluster.map(call, todo, shared=work, resources=cluster.training_resources()):
+                record(task, rec)
+            return
         if settings.backend == "energyflow" or data_parallel:
             parallel = None
             if data_parallel and settings.backend != "energyflow":
@@ -571,7 +583,7 @@ def parse_inject(text: str | None) -> tuple[str, int]:
 def scan_stage(
     cfg: AnalysisConfig, events: Path, out: Path, kind: str = "none", n_inject: int = 0,
     sizes: list[int] | None = None, n_samples: int | None = None, epochs: int | None = None,
-    resume: bool = False, quiet: bool = False, data_parallel: bool | None = None,
+    resume: bool = False, quiet: bool = False, data_parallel: bool | None = None, cluster: Cluster | None = None,
 ) -> str:  # fmt: skip
     """The scan of a processing directory (with ``kind``/``n_inject``: of injected samples);
     returns a summary line. The pfn_auc method on the protocol's realisations is
@@ -581,5 +593,5 @@ def scan_stage(
     columns, metadata = load_processed(Path(events))
     inputs = scan_inputs(columns, metadata, cfg, kind)
     setup = setup_from_config(cfg, inputs, n_inject, sizes, n_samples, epochs)
-    result = run_scan(setup, inputs, out, resume=resume, quiet=quiet, data_parallel=data_parallel)
+    result = run_scan(setup, inputs, out, resume=resume, quiet=quiet, data_parallel=data_parallel, cluster=cluster)
     return f"scan: {result.n_trainings} trainings, AUCs in {out / 'auc_scan.json'}"

@@ -34,7 +34,7 @@ import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
@@ -55,6 +55,9 @@ from analysis.sensitivity.model import MethodEntry, merge_entries
 from analysis.sensitivity.plots import sensitivity_figure
 from analysis.sensitivity.realizations import Realizations
 from analysis.sensitivity.summary import MethodResult, summarise
+
+if TYPE_CHECKING:
+    from analysis.core.cluster import Cluster
 
 METHOD = "pfn_auc"
 CHECKPOINTS = Path("pfn_auc") / "checkpoints"
@@ -166,6 +169,7 @@ def null_checks(aucs: np.ndarray, null_column: int, pairs: list[tuple[int, int]]
 def run_pfn_sensitivity(
     cfg: Any, inputs: ScanInputs, real: Realizations, out_dir: Path, resume: bool = False, quiet: bool = False,
     *, devices: list[str] | None = None, data_parallel: bool | None = None, null_dir: Path | None = None,
+    cluster: Cluster | None = None,
 ) -> MethodEntry:  # fmt: skip
     """Train every (realisation, N, pair), write the ``pfn_auc`` entry into
     ``out_dir/sensitivity.json`` and ``sensitivity_pfn_auc.png``; ``resume`` keeps the finished
@@ -201,7 +205,7 @@ def run_pfn_sensitivity(
     parallel = cfg.scan.data_parallel if data_parallel is None else data_parallel
     done, n_run = train_tasks(tasks, work, out_dir / CHECKPOINTS, key, resume, setup.settings, shared=shared,
                               quiet=quiet, devices=devices, data_parallel=parallel, label=label,
-                              desc="pfn_auc trainings")  # fmt: skip
+                              desc="pfn_auc trainings", cluster=cluster)  # fmt: skip
     seconds = time.perf_counter() - started
     aucs = np.array([[[done[PfnTask(r, n, p).name]["auc"] for p in pairs] for n in n_signal] for r in range(n_real)])
     entry = build_entry(aucs, pairs, real, setup, fractions)

@@ -33,6 +33,7 @@ from analysis.sensitivity.tails import NullDistribution
 from analysis.wavelets.dataset import Dataset, load_dataset
 
 if TYPE_CHECKING:
+    from analysis.core.cluster import Cluster
     from analysis.core.config import AnalysisConfig, AutoencodersConfig
     from analysis.sensitivity.model import MethodEntry
     from analysis.sensitivity.realizations import Realizations
@@ -67,14 +68,25 @@ def efficiency_p_value(null: NullDistribution, signal_losses: np.ndarray) -> tup
 
 def train_models(
     dataset_dir: str | Path, out_dir: str | Path, ae: AutoencodersConfig, seed: int, quiet: bool = False,
-    names: list[str] | None = None,
+    names: list[str] | None = None, cluster: Cluster | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Train each model (``names``, default ``ae.models``) on the dataset's training maps with the
     settings of ``ae``; ``<out>/<name>_ae/`` holds the ``.keras`` model, ``training.csv`` and
     ``train.json`` (with the training time, the dataset's path, map shape and fingerprint: the
     consumers refuse a model of another dataset, :func:`check_training`). A model whose
-    ``train.json`` matches (same dataset parameters, settings and seed) is reused."""
+    ``train.json`` matches (same dataset parameters, settings and seed) is reused. With a
+    ``cluster``, each model is one Dask task, which reads the dataset from disk itself;
+    ``train.json`` is written last, so a task killed half-way leaves a model that is retrained."""
     import time
+
+    if cluster is not None:
+        from functools import partial
+
+        listed = model_names(names or list(ae.models))
+        task = partial(train_models, dataset_dir, out_dir, ae, seed, True)
+        found = {one[0]: result[0] for one, result in cluster.map(task, [[n] for n in listed],
+                                                                    resources=cluster.training_resources())}  # fmt: skip
+        return [found[name] for name in listed]
 
     from models.ae_training import AESettings, save_model, train_autoencoder
 

@@ -6,7 +6,11 @@ small config, each time on a fresh LocalCluster (``open_cluster``) of 1, then 2 
 worker processes, into fresh directories: generation is one task per file (Pythia8 + FastJet +
 uproot), the scan one task per PFN training (the null scan: samples x bin pairs). ``process``
 runs between them (not timed). The times are the stages' wall times from ``run.json``, worker
-start-up (and each worker's TensorFlow import) included. ``ratio`` = time(1) / (2 x time(2))
+start-up (and each worker's TensorFlow import) included. Each worker is one core, as a
+``dask worker --nthreads 1`` on a cluster node: TensorFlow and OpenMP get one thread
+(``TF_NUM_INTRAOP_THREADS=1`` ..., inherited by the workers); otherwise one training already
+spreads over both cores of this machine and a second worker has no core to run on.
+``ratio`` = time(1) / (2 x time(2))
 of generation + scan together, the parallel efficiency (target >= 0.8); each stage's efficiency
 is reported too, and the outputs of the two runs must be identical (the AUCs).
 
@@ -34,7 +38,7 @@ def config(quick: bool, work: Path) -> dict:
         "seed": 11, "output": str(work / "results"), "stages": ["generate", "process", "scan"],
         "injection": {"kind": "none"},
         "generation": {"qcd_events": 4000 if quick else 12000, "events_per_file": 1000 if quick else 1500,
-                       "pthat_min": 170.0, "pthat_max": 600.0, "data_dir": str(work / "data")},
+                       "pthat_min": 340.0, "pthat_max": 460.0, "data_dir": str(work / "data")},
         "processing": {"executor": "futures", "workers": 2},
         "scan": {"sizes": [600 if quick else 1500], "n_samples": 2 if quick else 4, "epochs": 3 if quick else 5,
                  "batch_size": 100, "phi_sizes": [32, 32], "f_sizes": [32], "reference_events": 500,
@@ -68,6 +72,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small run (a few minutes)")
     args = parser.parse_args()
+    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ[name] = "1"  # one core per worker (the workers inherit this environment)
     from analysis.core.atomic import write_json
 
     one, aucs_one, n_trainings = run(1, args.quick)

@@ -237,17 +237,21 @@ def check_out_dir(path: str | os.PathLike[str], flag: str = "--out") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{flag} {path}: exists and is not a directory")
+    _writable_dir(path, f"{flag} {path}", "the output directory")
+    return path
+
+
+def _writable_dir(path: Path, prefix: str, what: str) -> None:
+    """Create the directory ``path`` (and its parents) and check it is writable; a ConfigError
+    ``"<prefix>: ..."`` naming ``what`` otherwise."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ConfigError(f"{flag} {path}: a parent of the output directory is a file") from None
-    except NotADirectoryError:
-        raise ConfigError(f"{flag} {path}: a parent of the output directory is a file") from None
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"{prefix}: a parent of {what} is a file") from None
     except OSError as exc:
-        raise ConfigError(f"{flag} {path}: cannot create the output directory ({exc.strerror})") from None
+        raise ConfigError(f"{prefix}: cannot create {what} ({exc.strerror})") from None
     if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {path}: the output directory is not writable")
-    return path
+        raise ConfigError(f"{prefix}: {what} is not writable")
 
 
 def check_out_file(path: str | os.PathLike[str], flag: str = "--out") -> Path:
@@ -259,12 +263,5 @@ def check_out_file(path: str | os.PathLike[str], flag: str = "--out") -> Path:
     parent = path.parent
     if parent.exists() and not parent.is_dir():
         raise ConfigError(f"{flag} {path}: {parent} is a file, not a directory")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise ConfigError(f"{flag} {path}: a parent directory is a file") from None
-    except OSError as exc:
-        raise ConfigError(f"{flag} {path}: cannot create its directory ({exc.strerror})") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {path}: the directory {parent} is not writable")
+    _writable_dir(parent, f"{flag} {path}", f"the directory {parent}")
     return path

@@ -40,6 +40,12 @@ class ToysConfig(StrictModel):
     n_fluctuations: int = Field(3, ge=1, le=1000, description="fluctuated spectra drawn by `run`")
 
 
+def exceeds(low_name: str, low: float, high_name: str, high: float) -> None:
+    """A range's upper edge must exceed its lower one (a ValueError naming both)."""
+    if high <= low:
+        raise ValueError(f"{high_name} ({high}) must exceed {low_name} ({low})")
+
+
 class SelectionConfig(StrictModel):
     """Dijet selection (the reference: 350 <= pT <= 450 GeV, |eta| < 1.9, jetId >= 2, exactly 2 jets)."""
 
@@ -51,8 +57,7 @@ class SelectionConfig(StrictModel):
 
     @model_validator(mode="after")
     def _pt_window(self) -> SelectionConfig:
-        if self.jet_pt_max <= self.jet_pt_min:
-            raise ValueError(f"jet_pt_max ({self.jet_pt_max}) must exceed jet_pt_min ({self.jet_pt_min})")
+        exceeds("jet_pt_min", self.jet_pt_min, "jet_pt_max", self.jet_pt_max)
         return self
 
 
@@ -68,8 +73,7 @@ class HistogramsConfig(StrictModel):
 
     @model_validator(mode="after")
     def _edges(self) -> HistogramsConfig:
-        if self.mjj_max <= self.mjj_min:
-            raise ValueError(f"mjj_max ({self.mjj_max}) must exceed mjj_min ({self.mjj_min})")
+        exceeds("mjj_min", self.mjj_min, "mjj_max", self.mjj_max)
         n = (self.mjj_max - self.mjj_min) / self.mjj_bin_width
         if abs(n - round(n)) > 1e-6 or not 1 <= round(n) <= 100_000:
             raise ValueError(f"mjj_bin_width ({self.mjj_bin_width}) must divide mjj_max - mjj_min into 1..100000 bins")
@@ -289,8 +293,7 @@ class SensitivityConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> SensitivityConfig:
-        if self.mjj_max <= self.mjj_min:
-            raise ValueError(f"mjj_max ({self.mjj_max}) must exceed mjj_min ({self.mjj_min})")
+        exceeds("mjj_min", self.mjj_min, "mjj_max", self.mjj_max)
         if any(n < 0 for n in self.n_signal) or 0 not in self.n_signal or len(set(self.n_signal)) != len(self.n_signal):
             raise ValueError(f"n_signal must be distinct, non-negative and include 0 (got {self.n_signal})")
         if self.pfn_realizations > self.realizations:

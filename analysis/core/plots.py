@@ -11,7 +11,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import mplhep as hep
 import numpy as np
-from matplotlib.colors import LogNorm
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 
 from analysis.core.atomic import atomic_path
@@ -48,23 +48,28 @@ def spectrum_figure(binning: Binning, curves: dict[str, np.ndarray], title: str,
     return fig
 
 
-def cwt_figure(binning: Binning, wavelet: WaveletDef, modulus: np.ndarray, title: str) -> Figure:
-    """The CWT modulus as a (mass, scale) map with a colour bar."""
+def map_figure(values: np.ndarray, extent: tuple[float, float, float, float], colour_label: str, title: str,
+               *, cmap: str = "viridis", norm: Normalize | None = None) -> Figure:
+    """A (mass, scale) map with a colour bar: ``values`` is (scales, mass bins), ``extent`` the
+    (mass low, high, scale low, high) edges of the image."""
     style()
     fig, ax = plt.subplots(figsize=(11, 7))
-    scales = wavelet.scales
-    half = 0.5 * (scales[1] - scales[0]) if len(scales) > 1 else 0.5
-    positive = modulus[modulus > 0]
-    norm = LogNorm(vmin=max(positive.min(), positive.max() * 1e-4), vmax=positive.max()) if positive.size else None
-    mesh = ax.imshow(
-        modulus, aspect="auto", origin="lower", cmap="viridis", norm=norm,
-        extent=(binning.low, binning.high, scales[0] - half, scales[-1] + half),
-    )  # fmt: skip
-    fig.colorbar(mesh, ax=ax, label=f"|CWT| ({wavelet.pywt_name})")
+    image = ax.imshow(values, aspect="auto", origin="lower", cmap=cmap, norm=norm, extent=extent)
+    fig.colorbar(image, ax=ax, label=colour_label)
     ax.set_xlabel(MASS_LABEL)
     ax.set_ylabel("Scale [bins]")
     ax.set_title(title, fontsize=18)
     return fig
+
+
+def cwt_figure(binning: Binning, wavelet: WaveletDef, modulus: np.ndarray, title: str) -> Figure:
+    """The CWT modulus as a (mass, scale) map, on a log colour scale over four decades."""
+    scales = wavelet.scales
+    half = 0.5 * (scales[1] - scales[0]) if len(scales) > 1 else 0.5
+    positive = modulus[modulus > 0]
+    norm = LogNorm(vmin=max(positive.min(), positive.max() * 1e-4), vmax=positive.max()) if positive.size else None
+    extent = (binning.low, binning.high, scales[0] - half, scales[-1] + half)
+    return map_figure(modulus, extent, f"|CWT| ({wavelet.pywt_name})", title, norm=norm)
 
 
 def save(fig: Figure, path: str | Path) -> Path:

@@ -10,7 +10,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from analysis.core.plots import MASS_LABEL, style
+from analysis.core.plots import map_figure as image_map
+from analysis.core.plots import style
 from analysis.sensitivity import P_3SIGMA, P_5SIGMA
 
 COLOURS = tuple(plt.get_cmap("tab10").colors)  # distinct: one colour per model (or per N)
@@ -18,17 +19,10 @@ COLOURS = tuple(plt.get_cmap("tab10").colors)  # distinct: one colour per model 
 
 def map_figure(neg_log_p: np.ndarray, mass_range: tuple[float, float], scale_range: tuple[float, float], title: str) -> Figure:
     """A -ln p map (scales x mass blocks) with a colour bar."""
-    style()
-    fig, ax = plt.subplots(figsize=(11, 7))
-    image = ax.imshow(
-        neg_log_p, aspect="auto", origin="lower", cmap="magma", vmin=0,
-        extent=(mass_range[0], mass_range[1], scale_range[0], scale_range[1]),
-    )  # fmt: skip
-    fig.colorbar(image, ax=ax, label=r"$-\ln p$ (local)")
-    ax.set_xlabel(MASS_LABEL)
-    ax.set_ylabel("Scale [bins]")
-    ax.set_title(title, fontsize=18)
-    return fig
+    from matplotlib.colors import Normalize
+
+    extent = (mass_range[0], mass_range[1], scale_range[0], scale_range[1])
+    return image_map(neg_log_p, extent, r"$-\ln p$ (local)", title, cmap="magma", norm=Normalize(vmin=0))
 
 
 def plot_pvalue_map(

@@ -69,7 +69,7 @@ def make_runner(
         elif executor == "futures":
             ex = processor.FuturesExecutor(workers=workers, status=status)
         else:
-            client = stack.enter_context(_dask_client(scheduler, workers, local_processes))
+            client = stack.enter_context(dask_client(scheduler, workers, local_processes))
             ex = processor.DaskExecutor(client=client, status=status)
         yield processor.Runner(
             executor=ex, chunksize=chunksize, schema=DijetSchema, skipbadfiles=False, savemetrics=False
@@ -77,7 +77,9 @@ def make_runner(
 
 
 @contextlib.contextmanager
-def _dask_client(scheduler: str | None, workers: int, local_processes: bool) -> Iterator[object]:
+def dask_client(scheduler: str | None, workers: int, local_processes: bool) -> Iterator[object]:
+    """A Dask client: connected to ``scheduler`` (InputError when unreachable) or to a LocalCluster of
+    ``workers`` single-threaded workers (processes unless ``local_processes`` is False); closed on exit."""
     from dask.distributed import Client, LocalCluster
 
     if scheduler:

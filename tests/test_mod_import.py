@@ -363,3 +363,50 @@ def test_cms2011_config_is_valid() -> None:
     assert cfg.selection.model_dump() == SELECTION
     assert cfg.scan.sizes == [50000, 70000, 100000] and cfg.scan.n_samples == 50
     assert cfg.histograms.analysis_bins == [660, 760, 860, 960, 1060, 1160]
+
+
+def gen_arrays(n_events: int, seed: int) -> dict[str, Any]:
+    """A GEN file: no quality, no JEC, particles in ``gens``."""
+    sim = mod_arrays("sim", n_events, seed)
+    cols_i = ["fn", "rn", "lbn", "evn", "hard_pid"]
+    cols_f = ["jet_pt", "jet_y", "jet_phi", "jet_m", "jet_eta", "hard_pt", "hard_y", "hard_phi", "weight"]
+    ji, jf = sim["jets_i"][0], sim["jets_f"][0]
+    return {"jets_i": (ji[:, [SIM_I.index(c) for c in cols_i]], cols_i),
+            "jets_f": (jf[:, [SIM_F.index(c) for c in cols_f]], cols_f),
+            "gens": sim["gens"], "gens_index": sim["gens_index"], "filenames": sim["filenames"]}  # fmt: skip
+
+
+def test_gen_files(tmp_path: Path) -> None:
+    """GEN: pT without JEC, hard_pid as partonFlavour, no Jet_jetId, gen particles as PFCands."""
+    from energyflow.datasets.mod import MODDataset
+
+    arrays = gen_arrays(50, 30)
+    path = write_mod(tmp_path / "GEN470_pT375-infGeV_0_compressed.h5", arrays)
+    ds = MODDataset(str(path))
+    assert ds.dataset == "gen" and len(ds) == len(arrays["jets_i"][0])
+    ds.close()
+    fileset = import_mod([path], tmp_path / "out", ImportOptions(workers=1), quiet=True)
+    entry = json.loads(fileset.read_text())["GEN470_pT375-infGeV"]
+    assert entry["metadata"]["mod_kind"] == "gen"
+    with uproot.open(tmp_path / "out" / "GEN470_pT375-infGeV_0000.root") as fh:
+        tree = fh["Events"]
+        branches = set(tree.keys())
+        assert "Jet_jetId" not in branches and "Jet_rawFactor" not in branches
+        ev = tree.arrays(library="ak")
+    rows = ak.to_numpy(ak.flatten(ev.Jet_modRow))
+    ji, jf = arrays["jets_i"][0], arrays["jets_f"][0]
+    np.testing.assert_allclose(ak.flatten(ev.Jet_pt), jf[rows, 0], rtol=1e-6)
+    np.testing.assert_array_equal(ak.flatten(ev.Jet_partonFlavour), ji[rows, 4])
+    assert int(ak.sum(ev.nPFCands)) == len(arrays["gens"][0])
+    first = np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(ev.Jet_pt)))[:-1]])
+    np.testing.assert_allclose(ev.genWeight, jf[np.sort(rows)[first], -1].astype(np.float32))
+
+
+def test_dask_executor_writes_the_same_files(mod_files: dict[str, list[Path]], tmp_path: Path) -> None:
+    local = import_mod(mod_files["cms"], tmp_path / "local", ImportOptions(dataset="d", workers=1), quiet=True)
+    dask = import_mod(mod_files["cms"], tmp_path / "dask", ImportOptions(dataset="d", workers=2, executor="dask"), quiet=True)
+    assert json.loads(local.read_text())["d"]["files"] == json.loads(dask.read_text())["d"]["files"]
+    for name in ("d_0000.root", "d_0001.root"):
+        with uproot.open(tmp_path / "local" / name) as a, uproot.open(tmp_path / "dask" / name) as b:
+            x, y = a["Events"].arrays(library="ak"), b["Events"].arrays(library="ak")
+            assert ak.to_list(x[["event", "Jet_pt", "PFCands_pt"]]) == ak.to_list(y[["event", "Jet_pt", "PFCands_pt"]])

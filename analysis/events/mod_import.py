@@ -54,6 +54,7 @@ file and the array.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -77,6 +78,7 @@ from analysis.events.generation import (
     run_jobs,
     update_fileset,
 )
+from analysis.events.jets import count_offsets, segments_take
 
 FORMAT_VERSION = 1  # of the ROOT files this module writes; part of the reuse fingerprint
 ModKind = Literal["cms", "sim", "gen"]
@@ -85,6 +87,7 @@ JETS_I_NEEDED = ("fn", *KEY_COLUMNS)
 JETS_F_NEEDED = ("jet_pt", "jet_y", "jet_phi", "jet_m", "jet_eta", "weight")
 PARTICLE_NEEDED = ("pt", "y", "phi", "m", "pid")
 NB_TO_PB = 1000.0
+
 MAX_CHUNK_JETS = 10_000_000
 _POSITIVE_CHARGE = (211, 321, 2212)  # charged PF hadrons: charge = sign(pdgId)
 _NEGATIVE_CHARGE = (11, 13)  # leptons: charge = -sign(pdgId)
@@ -307,9 +310,8 @@ def read_rows(hf: Any, layout: ModLayout, index: np.ndarray, rows: np.ndarray) -
         ordered = np.sort(rows)
         data = read_rows(hf, layout, index, ordered)
         pos = np.searchsorted(ordered, rows)
-        starts = np.concatenate([[0], np.cumsum(data["particle_counts"])])[pos]
         counts = data["particle_counts"][pos]
-        take = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)])[:-1], counts) + np.arange(counts.sum())
+        take = segments_take(count_offsets(data["particle_counts"])[pos], counts)
         return {"jets_i": data["jets_i"][pos], "jets_f": data["jets_f"][pos], "particles": data["particles"][take],
                 "particle_counts": counts}  # fmt: skip
     parts: dict[str, list[np.ndarray]] = {"jets_i": [], "jets_f": [], "particles": []}
@@ -319,7 +321,9 @@ def read_rows(hf: Any, layout: ModLayout, index: np.ndarray, rows: np.ndarray) -
         parts["particles"].append(_read(hf, layout.path, layout.particles, slice(int(index[lo]), int(index[hi]))))
     widths = {"jets_i": len(layout.jets_i_cols), "jets_f": len(layout.jets_f_cols),
               "particles": len(layout.particle_cols)}  # fmt: skip
-    out = {k: (np.concatenate(v) if v else np.zeros((0, widths[k]))) for k, v in parts.items()}
+    out = {
+        k: (v[0] if len(v) == 1 else np.concatenate(v) if v else np.zeros((0, widths[k]))) for k, v in parts.items()
+    }
     out["particle_counts"] = (index[rows + 1] - index[rows]).astype(np.int64)
     return out
 
@@ -328,12 +332,11 @@ def read_rows(hf: Any, layout: ModLayout, index: np.ndarray, rows: np.ndarray) -
 def pdg_charge(pid: np.ndarray) -> np.ndarray:
     """Electric charge of PF candidate / particle ids (hadrons +-211, 321, 2212 carry the id's
     sign, electrons and muons the opposite; everything else is neutral)."""
-    pid = np.asarray(pid, dtype=np.int64)
+    pid = np.asarray(pid, dtype=np.int32)
     apid = np.abs(pid)
-    sign = np.sign(pid)
-    return np.where(np.isin(apid, _POSITIVE_CHARGE), sign, np.where(np.isin(apid, _NEGATIVE_CHARGE), -sign, 0)).astype(
-        np.int32
-    )
+    positive = functools.reduce(np.logical_or, [apid == i for i in _POSITIVE_CHARGE])
+    negative = functools.reduce(np.logical_or, [apid == i for i in _NEGATIVE_CHARGE])
+    return (np.sign(pid) * (positive.astype(np.int32) - negative)).astype(np.int32)
 
 
 def pseudorapidity(pt: np.ndarray, y: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -354,8 +357,8 @@ def convert_chunk(data: dict[str, np.ndarray], rows: np.ndarray, counts: np.ndar
     def col_f(name: str) -> np.ndarray:
         return jf[:, layout.jets_f_cols.index(name)].astype(np.float64)
 
-    def col_p(name: str) -> np.ndarray:
-        return pf[:, layout.particle_cols.index(name)].astype(np.float64)
+    def col_p(name: str, dtype: type = np.float32) -> np.ndarray:
+        return pf[:, layout.particle_cols.index(name)].astype(dtype)
 
     n_jets = len(rows)
     jec = col_f("jec") if "jec" in layout.jets_f_cols else np.ones(n_jets)
@@ -364,7 +367,6 @@ def convert_chunk(data: dict[str, np.ndarray], rows: np.ndarray, counts: np.ndar
         "rapidity": col_f("jet_y"),
     }  # fmt: skip
     jet = {k: v.astype(np.float32) for k, v in jet.items()}
-    jet["nConstituents"] = data["particle_counts"].astype(np.int32)
     if "quality" in layout.jets_i_cols:
         jet["jetId"] = col_i("quality").astype(np.int32)
     hard = col_i("hard_pid") if "hard_pid" in layout.jets_i_cols else np.zeros(n_jets, np.int64)
@@ -377,24 +379,36 @@ def convert_chunk(data: dict[str, np.ndarray], rows: np.ndarray, counts: np.ndar
     jet["modRow"] = rows.astype(np.int64)
     jet["modFileNumber"] = col_i("fn").astype(np.int32)
 
-    pt, y, m, pid = col_p("pt"), col_p("y"), col_p("m"), col_p("pid").astype(np.int32)
+    pt, m, pid = col_p("pt"), col_p("m"), col_p("pid", np.int32)  # float32, as the ROOT branches
     cand = {
-        "pt": pt.astype(np.float32), "eta": pseudorapidity(pt, y, m).astype(np.float32),
-        "phi": col_p("phi").astype(np.float32), "mass": m.astype(np.float32), "pdgId": pid,
+        "pt": pt, "eta": pseudorapidity(pt, col_p("y"), m), "phi": col_p("phi"), "mass": m, "pdgId": pid,
         "charge": pdg_charge(pid),
     }  # fmt: skip
     if "vertex" in layout.particle_cols:
-        cand["vertex"] = col_p("vertex").astype(np.int32)
+        cand["vertex"] = col_p("vertex", np.int32)
 
-    # nest: particles in jets, jets in events; pT order within each event (stable)
-    jets = ak.zip(jet, depth_limit=1)
-    jets = ak.with_field(jets, ak.unflatten(ak.zip(cand, depth_limit=1), data["particle_counts"]), "pf")
-    events = ak.unflatten(jets, counts)
-    events = events[ak.argsort(events.pt, axis=1, ascending=False, stable=True)]
-    pfcands = ak.flatten(events.pf, axis=2)
-    jet_idx = ak.flatten(ak.broadcast_arrays(ak.local_index(events.pt, axis=1), events.pf.pt)[0], axis=2)
-    link = ak.zip({"jetIdx": ak.values_astype(jet_idx, np.int32),
-                   "pFCandsIdx": ak.values_astype(ak.local_index(pfcands.pt, axis=1), np.int32)})  # fmt: skip
+    # pT order within each event (stable); the particles follow their jets
+    n_events = len(counts)
+    event_of_jet = np.repeat(np.arange(n_events), counts)
+    order = np.lexsort((-jet["pt"], event_of_jet))
+    particle_counts = data["particle_counts"]
+    if np.any(order != np.arange(n_jets)):
+        cand = {k: v[segments_take(count_offsets(particle_counts)[:-1][order], particle_counts[order])]
+                for k, v in cand.items()}  # fmt: skip
+        particle_counts = particle_counts[order]
+        jet = {k: v[order] for k, v in jet.items()}
+    jet["nConstituents"] = particle_counts.astype(np.int32)
+    # links: each particle's jet (index within its event) and its own index within the event
+    pf_per_event = np.bincount(event_of_jet, weights=particle_counts, minlength=n_events).astype(np.int64)
+    local_jet = np.arange(n_jets) - np.repeat(count_offsets(counts)[:-1], counts)
+    pf_event = np.repeat(np.arange(n_events), pf_per_event)
+    link = {
+        "jetIdx": np.repeat(local_jet, particle_counts).astype(np.int32),
+        "pFCandsIdx": (np.arange(len(pf_event)) - count_offsets(pf_per_event)[:-1][pf_event]).astype(np.int32),
+    }
+
+    def collection(cols: dict[str, np.ndarray], per_event: np.ndarray) -> ak.Array:
+        return ak.unflatten(ak.zip(cols, depth_limit=1), per_event)
 
     first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)[: len(counts)]
     mod_weight = col_f("weight")[first]
@@ -403,9 +417,9 @@ def convert_chunk(data: dict[str, np.ndarray], rows: np.ndarray, counts: np.ndar
         "run": col_i("rn")[first].astype(np.uint32),
         "luminosityBlock": col_i("lbn")[first].astype(np.uint32),
         "event": col_i("evn")[first].astype(np.uint64),
-        "Jet": events[[f for f in jet]],
-        "PFCands": pfcands,
-        "JetPFCands": link,
+        "Jet": collection(jet, counts),
+        "PFCands": collection(cand, pf_per_event),
+        "JetPFCands": collection(link, pf_per_event),
         "genWeight": gen_weight.astype(np.float32),
         "modWeight": mod_weight,
     }
@@ -430,7 +444,8 @@ def import_file(job: ImportJob, progress: Callable[[int], None] | None = None) -
         sumw = sumw2 = mod_sum = 0.0
         bounds = chunk_bounds(counts, job.chunk_jets) or [(0, 0)]
         with atomic_path(out) as tmp:
-            with uproot.recreate(tmp, compression=uproot.ZLIB(1)) as fh:
+            # ZSTD(1): files as small as with ZLIB(1) (what generate uses), ~10x faster to write
+            with uproot.recreate(tmp, compression=uproot.ZSTD(1)) as fh:
                 for i, (a, b) in enumerate(bounds):
                     rows = order[offsets[a] : offsets[b]]
                     cols = convert_chunk(read_rows(hf, layout, index, rows), rows, counts[a:b], layout)

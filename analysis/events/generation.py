@@ -314,6 +314,20 @@ def finished_events(path: Path) -> int | None:
     return entries if count == entries else None
 
 
+def split_finished(jobs: list[Any], finished: Callable[[Any], Any]) -> tuple[dict[int, Any], list[Any]]:
+    """``(records, todo)``: the record of every job (by its ``index``) whose output ``finished``
+    recognises as complete, and the jobs still to run, in order."""
+    records: dict[int, Any] = {}
+    todo = []
+    for job in jobs:
+        rec = finished(job)
+        if rec is None:
+            todo.append(job)
+        else:
+            records[job.index] = rec
+    return records, todo
+
+
 # -- worker pool -----------------------------------------------------------------------------
 _QUEUE: Any = None
 
@@ -422,14 +436,7 @@ def generate(
     out_dir = check_out_dir(Path(out_dir))
     remove_stale(out_dir, recursive=False)
     jobs = plan_files(process, n_events, seed, out_dir, mass, cfg)
-    records: dict[int, FileRecord] = {}
-    todo = []
-    for job in jobs:
-        rec = reusable(job)
-        if rec is None:
-            todo.append(job)
-        else:
-            records[job.index] = rec
+    records, todo = split_finished(jobs, reusable)
     if todo:
         mark_incomplete(out_dir, dataset_name(process, mass))
     n_workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))

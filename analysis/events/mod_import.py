@@ -76,6 +76,7 @@ from analysis.events.generation import (
     mark_incomplete,
     record_path,
     run_jobs,
+    split_finished,
     update_fileset,
 )
 from analysis.events.jets import count_offsets, segments_take
@@ -548,14 +549,7 @@ def import_mod(
     out_dir = check_out_dir(Path(out_dir))
     remove_stale(out_dir, recursive=False)
     name, kind, jobs = plan_import(files, out_dir, options)
-    records: dict[int, ModFileRecord] = {}
-    todo = []
-    for job in jobs:
-        rec = reusable(job)
-        if rec is None:
-            todo.append(job)
-        else:
-            records[job.index] = rec
+    records, todo = split_finished(jobs, reusable)
     if todo:
         mark_incomplete(out_dir, name)
 

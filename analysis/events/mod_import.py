@@ -37,8 +37,9 @@ The kind is read from the columns (``quality`` without ``hard_pid``: CMS; both: 
 
 Jets are grouped into events by (run, lumiblock, event): the keys of the whole file are read
 first (24 bytes a jet), events are formed in order of first appearance (a file stored event by
-event, as EnergyFlow writes them, keeps its order; scattered jets are gathered), and each
-chunk's jets are nested with awkward (``ak.unflatten``) and pT-ordered within their event.
+event, as EnergyFlow writes them, keeps its order; scattered jets are gathered), each chunk's
+jets are pT-ordered within their event (a numpy ``lexsort``; their particles follow) and the
+collections are nested with awkward (``ak.unflatten`` by jets / particles per event).
 
 Streaming: a file is converted in chunks of whole events of at most ``chunk_jets`` jets (one
 larger event makes its own chunk), each read by slices from HDF5 and appended to the ROOT

@@ -27,7 +27,8 @@ def one_line(text: object) -> str:
 
 
 COMMAND_MODULES = (
-    "run", "generate", "process", "scan", "build_dataset", "train_ae", "pvalue_scan", "bumphunt", "plot", "session", "serve",
+    "run", "generate", "import_mod", "process", "scan", "build_dataset", "train_ae", "pvalue_scan", "bumphunt", "plot",
+    "session", "serve",
 )
 
 

@@ -22,8 +22,8 @@ def subcommands() -> list[str]:
 
 def test_every_command_of_the_guide_is_registered() -> None:
     """The README's commands, each from its own module of analysis.commands."""
-    expected = {"run", "generate", "process", "scan", "build-dataset", "train-ae", "pvalue-scan", "bumphunt", "plot",
-                "session", "serve"}  # fmt: skip
+    expected = {"run", "generate", "import-mod", "process", "scan", "build-dataset", "train-ae", "pvalue-scan", "bumphunt",
+                "plot", "session", "serve"}  # fmt: skip
     assert set(subcommands()) == expected
     assert {name.replace("_", "-") for name in COMMAND_MODULES} == expected
 

@@ -300,15 +300,35 @@ def reusable(job: FileJob) -> FileRecord | None:
         return None
     if (record.n_events, record.seed, record.fingerprint) != (job.n_events, job.seed, job.fingerprint):
         return None
+    return record if finished_events(path) == job.n_events else None
+
+
+def finished_events(path: Path) -> int | None:
+    """Events of a finished ROOT file: its ``Events`` entries when they equal the ``Runs`` tree's
+    ``genEventCount`` (written last), else None (unreadable, or not written to the end)."""
     try:
         import uproot
 
         with uproot.open(path) as fh:
             count = int(fh["Runs"]["genEventCount"].array(library="np")[0])
-            entries = fh["Events"].num_entries
+            entries = int(fh["Events"].num_entries)
     except Exception:
         return None
-    return record if count == entries == job.n_events else None
+    return entries if count == entries else None
+
+
+def split_finished(jobs: list[Any], finished: Callable[[Any], Any]) -> tuple[dict[int, Any], list[Any]]:
+    """``(records, todo)``: the record of every job (by its ``index``) whose output ``finished``
+    recognises as complete, and the jobs still to run, in order."""
+    records: dict[int, Any] = {}
+    todo = []
+    for job in jobs:
+        rec = finished(job)
+        if rec is None:
+            todo.append(job)
+        else:
+            records[job.index] = rec
+    return records, todo
 
 
 # -- worker pool -----------------------------------------------------------------------------
@@ -333,8 +353,45 @@ def stop_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _worker(job: FileJob) -> FileRecord:
-    return write_file(job, progress=_QUEUE.put if _QUEUE is not None else None)
+def _worker(task: tuple[Callable[..., Any], Any]) -> Any:
+    func, job = task
+    return func(job, progress=_QUEUE.put if _QUEUE is not None else None)
+
+
+def run_jobs(
+    func: Callable[..., Any], jobs: list[Any], n_workers: int, progress: Callable[[int], None],
+    *, cluster: Cluster | None = None, units: Callable[[Any], int] | None = None,
+) -> list[Any]:  # fmt: skip
+    """``func(job, progress=...)`` for every job, in this process (``n_workers`` 1), in a pool
+    of spawned worker processes that stop with this one, or as the tasks of a Dask ``cluster``
+    (``func(job)``; ``units(result)`` is reported as each finishes); returns the results in job order.
+
+    ``func`` must be a module-level function (workers import it); it reports finished units
+    (events, jets) through ``progress``, which the workers send back over a queue.
+    """
+    if cluster is not None:
+        found = {}
+        for job, result in cluster.map(func, jobs):
+            found[id(job)] = result
+            progress(units(result) if units is not None else 0)
+        return [found[id(job)] for job in jobs]
+    if n_workers == 1 or len(jobs) <= 1:
+        return [func(job, progress=progress) for job in jobs]
+    results: dict[int, Any] = {}
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.SimpleQueue()  # progress: units done, from the workers
+    pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker, initargs=(queue, os.getpid()))
+    with pool:
+        futures = {pool.submit(_worker, (func, job)): i for i, job in enumerate(jobs)}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            while not queue.empty():
+                progress(queue.get())
+            for fut in done:
+                results[futures[fut]] = fut.result()
+    queue.close()
+    return [results[i] for i in range(len(jobs))]
 
 
 def plan_files(
@@ -393,14 +450,7 @@ def generate(
     out_dir = check_out_dir(Path(out_dir))
     remove_stale(out_dir, recursive=False)
     jobs = plan_files(process, n_events, seed, out_dir, mass, cfg)
-    records: dict[int, FileRecord] = {}
-    todo = []
-    for job in jobs:
-        rec = reusable(job)
-        if rec is None:
-            todo.append(job)
-        else:
-            records[job.index] = rec
+    records, todo = split_finished(jobs, reusable)
     if todo:
         mark_incomplete(out_dir, dataset_name(process, mass))
     n_workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
@@ -410,29 +460,10 @@ def generate(
     reused = sum(r.n_events for r in records.values())
     name = dataset_name(process, mass)
     with tqdm(total=n_events, initial=reused, unit="ev", desc=f"generate {name}", disable=quiet) as bar:
-        if cluster is not None:
-            for job, record in cluster.map(write_file, todo):
-                records[job.index] = record
-                bar.update(record.n_events)
-        elif n_workers == 1:
-            for job in todo:
-                records[job.index] = write_file(job, progress=bar.update)
-        elif todo:
-            ctx = multiprocessing.get_context("spawn")
-            queue = ctx.SimpleQueue()  # progress: events written, from the workers
-            pool = ProcessPoolExecutor(
-                n_workers, mp_context=ctx, initializer=_init_worker, initargs=(queue, os.getpid())
-            )  # fmt: skip
-            with pool:
-                futures = {pool.submit(_worker, job): job for job in todo}
-                pending = set(futures)
-                while pending:
-                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                    while not queue.empty():
-                        bar.update(queue.get())
-                    for fut in done:
-                        records[futures[fut].index] = fut.result()
-            queue.close()
+        units = (lambda record: record.n_events) if cluster is not None else None
+        done = run_jobs(write_file, todo, n_workers, bar.update, cluster=cluster, units=units)
+        for job, rec in zip(todo, done, strict=True):
+            records[job.index] = rec
     return write_fileset(out_dir, name, [records[j.index] for j in jobs], process, mass, seed)
 
 
@@ -459,18 +490,22 @@ def write_fileset(
     out_dir: Path, name: str, records: list[FileRecord], process: str, mass: float | None, seed: int
 ) -> Path:
     """Add this dataset to ``out_dir/fileset.json`` (paths relative to it); returns its path."""
-    target = out_dir / "fileset.json"
-    fileset = _read_fileset(target)
     n = sum(r.n_events for r in records)
     xsec = sum(r.xsec_pb * r.n_events for r in records) / n
     xsec_err = math.sqrt(sum((r.xsec_err_pb * r.n_events) ** 2 for r in records)) / n
-    fileset[name] = {
-        "files": {r.file: "Events" for r in records},
-        "metadata": {
-            "xsec_pb": xsec, "xsec_err_pb": xsec_err, "n_generated": n,
-            "sumw": sum(r.sumw for r in records), "process": process, "mass": mass, "seed": seed,
-        },
+    metadata = {
+        "xsec_pb": xsec, "xsec_err_pb": xsec_err, "n_generated": n,
+        "sumw": sum(r.sumw for r in records), "process": process, "mass": mass, "seed": seed,
     }  # fmt: skip
+    return update_fileset(out_dir, name, [r.file for r in records], metadata)
+
+
+def update_fileset(out_dir: Path, name: str, files: list[str], metadata: dict[str, Any]) -> Path:
+    """Add (or replace) dataset ``name`` in ``out_dir/fileset.json``, atomically; ``files`` are
+    relative to ``out_dir`` (tree ``Events``). Returns the fileset's path."""
+    target = out_dir / "fileset.json"
+    fileset = _read_fileset(target)
+    fileset[name] = {"files": dict.fromkeys(files, "Events"), "metadata": metadata}
     write_json(target, fileset)
     return target
 

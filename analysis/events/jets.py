@@ -104,10 +104,18 @@ def from_pythia_batch(batch: ak.Array, abs_eta_max: float = 5.0) -> EventBatch:
     )  # fmt: skip
 
 
-def _offsets(counts: np.ndarray) -> np.ndarray:
+def count_offsets(counts: np.ndarray) -> np.ndarray:
+    """Offsets of consecutive segments of ``counts`` elements: ``[0, c0, c0 + c1, ...]`` (int64)."""
     out = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=out[1:])
     return out
+
+
+def segments_take(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Indices that gather segments ``[starts[i], starts[i] + counts[i])`` one after another
+    (reorders ragged data given its segments' new order, without a loop)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    return np.repeat(np.asarray(starts, dtype=np.int64) - count_offsets(counts)[:-1], counts) + np.arange(counts.sum())
 
 
 def cluster(ev: EventBatch, settings: JetSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -117,7 +125,7 @@ def cluster(ev: EventBatch, settings: JetSettings) -> tuple[np.ndarray, np.ndarr
     (n_jets, 4) array, pT-ordered within each event; jets per event; constituents per jet; and
     for every constituent (jet by jet) its index into the batch's flat particle arrays.
     """
-    offsets = _offsets(ev.counts)
+    offsets = count_offsets(ev.counts)
     content = ak.contents.RecordArray(
         [ak.contents.NumpyArray(np.ascontiguousarray(a, dtype=np.float64)) for a in (ev.px, ev.py, ev.pz, ev.e)],
         ["px", "py", "pz", "E"],
@@ -137,11 +145,9 @@ def cluster(ev: EventBatch, settings: JetSettings) -> tuple[np.ndarray, np.ndarr
     # pT order within each event (stable: ties keep FastJet's order)
     pt = np.hypot(jpx, jpy)
     order = np.lexsort((-pt, jet_event))
-    const_start = _offsets(const_counts)[:-1]
+    const_start = count_offsets(const_counts)[:-1]
     const_counts = const_counts[order]
-    take = np.repeat(const_start[order], const_counts) + (
-        np.arange(const_counts.sum()) - np.repeat(_offsets(const_counts)[:-1], const_counts)
-    )
+    take = segments_take(const_start[order], const_counts)
     p4 = np.stack([jpx, jpy, jpz, je], axis=1)[order]
     return p4, jet_counts, const_counts, const_index[take]
 
@@ -256,9 +262,9 @@ def build_batch(
     pf_index = np.sort(const_index)
     pf_event = np.repeat(jet_event, const_counts)
     pf_counts = np.bincount(pf_event, minlength=n_events)
-    pf_offsets = _offsets(pf_counts)
+    pf_offsets = count_offsets(pf_counts)
     link_pf = np.searchsorted(pf_index, const_index) - pf_offsets[pf_event]
-    link_jet = np.arange(len(const_counts)) - _offsets(jet_counts)[:-1][jet_event]
+    link_jet = np.arange(len(const_counts)) - count_offsets(jet_counts)[:-1][jet_event]
     link_jet = np.repeat(link_jet, const_counts)
 
     pk = kinematics(ev.px[pf_index], ev.py[pf_index], ev.pz[pf_index], ev.e[pf_index])

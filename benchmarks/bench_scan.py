@@ -107,7 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         split_cpu(args.cpu_devices)
     from analysis.core.atomic import write_json
     from analysis.core.config import load_config
-    from analysis.pfn.scan import ScanInputs, Task, kept_pairs, load_processed, run_task, scan_inputs, setup_from_config
+    from analysis.pfn.scan import (
+        ScanInputs,
+        Task,
+        kept_pairs,
+        load_processed,
+        run_task,
+        scan_inputs,
+        setup_from_config,
+    )
     from models.devices import run_on_devices, training_devices
 
     size = 10_000 if args.quick else REFERENCE_EVENTS

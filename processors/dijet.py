@@ -21,8 +21,9 @@ branch and the file named (recent NanoAOD versions dropped it; select with ``jet
 there). ``Jet_rapidity`` is used when present, else computed from pT, eta and mass;
 ``Jet_partonFlavour`` is used when present, else 0 (unmatched); ``jetId`` is -1 in the output
 when the file has no ``Jet_jetId``; the event weight is ``genWeight`` (1 when absent).
-Constituents come from ``events.Jet.constituents.pf`` (coffea's PFNano schema) when the file
-has ``PFCands``/``JetPFCands``; otherwise the columnar output has no ``constituents`` field.
+Constituents are the candidates of ``events.Jet.constituents.pf`` (coffea's PFNano schema; taken
+by the links' per-event index, :meth:`DijetProcessor._read_constituents`) when the file has
+``PFCands``/``JetPFCands``; otherwise the columnar output has no ``constituents`` field.
 
 Per-jet substructure for the diagnostics: ``mass`` is the jet's own mass (``Jet_mass``: the
 four-vector mass of its constituents in generated files), and ``tau21`` the N-subjettiness

@@ -21,8 +21,9 @@ branch and the file named (recent NanoAOD versions dropped it; select with ``jet
 there). ``Jet_rapidity`` is used when present, else computed from pT, eta and mass;
 ``Jet_partonFlavour`` is used when present, else 0 (unmatched); ``jetId`` is -1 in the output
 when the file has no ``Jet_jetId``; the event weight is ``genWeight`` (1 when absent).
-Constituents come from ``events.Jet.constituents.pf`` (coffea's PFNano schema) when the file
-has ``PFCands``/``JetPFCands``; otherwise the columnar output has no ``constituents`` field.
+Constituents are the candidates of ``events.Jet.constituents.pf`` (coffea's PFNano schema; taken
+by the links' per-event index, :meth:`DijetProcessor._read_constituents`) when the file has
+``PFCands``/``JetPFCands``; otherwise the columnar output has no ``constituents`` field.
 
 Per-jet substructure for the diagnostics: ``mass`` is the jet's own mass (``Jet_mass``: the
 four-vector mass of its constituents in generated files), and ``tau21`` the N-subjettiness
@@ -177,12 +178,23 @@ class DijetProcessor(processor.ProcessorABC):
         """The selected jets' PF candidates (``events.Jet.constituents.pf``), as Lorentz vectors.
 
         The cross-reference is built for the selected events only: most of the cost of the
-        columnar output is this indexing, and few events pass the selection.
+        columnar output is this indexing, and few events pass the selection. The jet ->
+        JetPFCands step is coffea's (``Jet.constituents``); the JetPFCands -> PFCands step takes
+        the candidates with the links' per-event index (``pFCandsIdx``) from the selected
+        events' ``PFCands`` (jagged awkward indexing): the same candidates as coffea's ``.pf``,
+        whose global index (``local2global`` over every event of the chunk) and option-typed
+        take cost ~2x more here. As there, a link outside the event's candidates is dropped.
         """
         try:
-            pf = events[keep].Jet[jet_mask].constituents.pf
+            selected = events[keep]
+            link = selected.Jet[jet_mask].constituents.pFCandsIdx  # [event][jet][constituent]
+            cands = selected.PFCands
+            link = link[(link >= 0) & (link < ak.num(cands, axis=1))]
+            per_jet = ak.flatten(ak.num(link, axis=2), axis=None)
+            flat = ak.flatten(link, axis=2)  # [event][constituents of its selected jets]
             return ak.zip(
-                {name: ak.materialize(pf[name]) for name in ("pt", "eta", "phi", "mass", "pdgId")},
+                {name: ak.unflatten(ak.materialize(cands[name])[flat], per_jet, axis=1)
+                 for name in ("pt", "eta", "phi", "mass", "pdgId")},
                 with_name="PtEtaPhiMLorentzVector", behavior=vector.behavior,
             )  # fmt: skip
         except Exception as exc:

@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_process's sample helpers
+
 
 BASELINE_MIN = 150.0  # the reference analysis: 2-3 h of PFN trainings on 4 GPUs
 TARGET_MIN = 60.0

@@ -59,7 +59,7 @@ def train_autoencoder(
     x_val = np.asarray(x_val, dtype=np.float32)
     model = build_autoencoder(
         name, x_train.shape[1:], code_size=settings.code_size, filters=tuple(settings.conv_filters),
-        output_mean=float(np.mean(x_train)),
+        output_mean=float(np.mean(x_train)), seed=seed,
     )  # fmt: skip
     model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss="mse")
     Path(csv_log).parent.mkdir(parents=True, exist_ok=True)

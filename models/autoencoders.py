@@ -20,6 +20,9 @@ so saved models reload with ``safe_mode=True``.
 from __future__ import annotations
 
 import math
+import random
+from collections.abc import Callable
+from typing import Any
 
 import keras
 from keras import layers, ops
@@ -69,30 +72,42 @@ def _output(bias: float) -> dict:
     return {"activation": "sigmoid", "bias_initializer": keras.initializers.Constant(bias)}
 
 
-def _dense(inputs, shape: tuple[int, int], code_size: int, code: dict, bias: float):
+def kernel_initializers(seed: int | None) -> Callable[[], Any]:
+    """Kernel initializers (Glorot uniform, Keras' default), one per layer in build order, seeded
+    from a private stream of ``seed``: the seeds Keras draws from Python's global ``random`` just
+    after ``keras.utils.set_random_seed(seed)``, without reading that shared state, which another
+    thread (a Dask worker's, for one) may draw from during the build."""
+    if seed is None:
+        return lambda: "glorot_uniform"
+    stream = random.Random(int(seed))
+    return lambda: keras.initializers.GlorotUniform(seed=stream.randint(1, int(1e9)))
+
+
+def _dense(inputs, shape: tuple[int, int], code_size: int, code: dict, bias: float, kernel: Callable[[], Any]):
     x = layers.Flatten()(inputs)
     for units in (512, 128, 64):
-        x = layers.Dense(units, activation="relu")(x)
-    x = layers.Dense(code_size, name="code", **code)(x)
+        x = layers.Dense(units, activation="relu", kernel_initializer=kernel())(x)
+    x = layers.Dense(code_size, name="code", kernel_initializer=kernel(), **code)(x)
     for units in (64, 128, 512):
-        x = layers.Dense(units, activation="relu")(x)
-    x = layers.Dense(shape[0] * shape[1], **_output(bias))(x)
+        x = layers.Dense(units, activation="relu", kernel_initializer=kernel())(x)
+    x = layers.Dense(shape[0] * shape[1], kernel_initializer=kernel(), **_output(bias))(x)
     return layers.Reshape(shape)(x)
 
 
-def _conv(inputs, shape: tuple[int, int], code_size: int, code: dict, bias: float, filters: tuple[int, ...]):
+def _conv(inputs, shape: tuple[int, int], code_size: int, code: dict, bias: float, filters: tuple[int, ...],
+          kernel: Callable[[], Any]):  # fmt: skip
     pad = [(-side) % 2 ** len(filters) for side in shape]  # one halving per pooling
     x = layers.Reshape((*shape, 1))(inputs)
     if any(pad):
         x = layers.ZeroPadding2D(((0, pad[0]), (0, pad[1])))(x)
     for n in filters:
-        x = layers.Conv2D(n, 3, padding="same", activation="relu")(x)
+        x = layers.Conv2D(n, 3, padding="same", activation="relu", kernel_initializer=kernel())(x)
         x = layers.MaxPooling2D(2, padding="same")(x)
-    x = layers.Conv2D(max(code_size // 2, 1), 1, name="code", **code)(x)
+    x = layers.Conv2D(max(code_size // 2, 1), 1, name="code", kernel_initializer=kernel(), **code)(x)
     for n in filters[::-1]:
-        x = layers.Conv2D(n, 3, padding="same", activation="relu")(x)
+        x = layers.Conv2D(n, 3, padding="same", activation="relu", kernel_initializer=kernel())(x)
         x = layers.UpSampling2D(2)(x)
-    x = layers.Conv2D(1, 3, padding="same", **_output(bias))(x)
+    x = layers.Conv2D(1, 3, padding="same", kernel_initializer=kernel(), **_output(bias))(x)
     if any(pad):
         x = layers.Cropping2D(((0, pad[0]), (0, pad[1])))(x)
     return layers.Reshape(shape)(x)
@@ -108,9 +123,11 @@ def build_autoencoder(
     beta: float = 1e-3,
     filters: tuple[int, ...] = (32, 64, 128),
     output_mean: float = 0.5,
+    seed: int | None = None,
 ) -> keras.Model:
     """An uncompiled autoencoder ``name`` (one of MODEL_NAMES, optionally with ``_ae``) for maps of ``shape``;
-    ``filters``: the conv encoder's filters (ignored by the dense models)."""
+    ``filters``: the conv encoder's filters (ignored by the dense models); ``seed``: the weights'
+    initial values (:func:`kernel_initializers`; None: from Python's global random state)."""
     base = canonical_name(name)
     shape = (int(shape[0]), int(shape[1]))
     kind = base.split("_")[1] if "_" in base else ""
@@ -119,7 +136,7 @@ def build_autoencoder(
     mean = min(max(float(output_mean), 1e-3), 1.0 - 1e-3)
     bias = math.log(mean / (1.0 - mean))
     if base.startswith("conv"):
-        outputs = _conv(inputs, shape, code_size, code, bias, tuple(int(n) for n in filters))
+        outputs = _conv(inputs, shape, code_size, code, bias, tuple(int(n) for n in filters), kernel_initializers(seed))
     else:
-        outputs = _dense(inputs, shape, code_size, code, bias)
+        outputs = _dense(inputs, shape, code_size, code, bias, kernel_initializers(seed))
     return keras.Model(inputs, outputs, name=f"{base}_ae")

@@ -194,7 +194,7 @@ def autoencoder_stage(ctx: RunContext) -> str:
     columns, metadata = load_processed(ctx.process_dir, constituents=False)
     reals = {sig.injection.signal: from_processed(sig, columns, metadata) for sig in cfg.signal_configs()}
     build_dataset_from_realizations(next(iter(reals.values())), out / "dataset", cfg, quiet=quiet,
-                                    normalise=cfg.dataset.normalise)  # fmt: skip
+                                    normalise=cfg.dataset.normalise, cluster=ctx.cluster)  # fmt: skip
     train_models(out / "dataset", out / "models", cfg.autoencoders, seed=cfg.seed, quiet=quiet, cluster=ctx.cluster)
 
     def score(sig: AnalysisConfig, sub: Path) -> list[MethodEntry]:

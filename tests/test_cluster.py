@@ -150,3 +150,22 @@ def test_a_lost_scheduler_ends_the_run_naming_it_and_resume_finishes(tmp_path: P
     assert len(records) == 12 and sum(r["n_events"] for r in records) == 6000
     assert len(next(iter(fileset.values()))["files"]) == 12
     assert np.all([r["seed"] for r in records])
+
+
+def test_pvalue_map_arrays_on_the_cluster_equal_the_local_ones(tmp_path: Path) -> None:
+    """Each array of a dataset (training, test, one per signal size) as a task: the same bytes."""
+    from analysis.core.cluster import open_cluster
+    from analysis.core.config import load_config
+    from analysis.toys.selection import toy_setup
+    from analysis.wavelets.dataset import build_dataset, toy_inputs
+
+    setup = toy_setup(load_config(None))
+    inputs = toy_inputs(setup.signal, setup.background, setup.wavelet)
+    sizes = dict(toys=200, train=60, test=40, signal_sizes=[0.0, 500.0], seed=4, shape=(48, 64), quiet=True)
+    build_dataset(tmp_path / "local", inputs, **sizes)
+    with open_cluster("dask", 2, None, processes=False) as cluster:
+        build_dataset(tmp_path / "dask", inputs, **sizes, cluster=cluster)
+    arrays = sorted(p.name for p in (tmp_path / "local").glob("*.npy"))
+    assert len(arrays) == 5  # reference, train, test, two signal sizes
+    for name in arrays:
+        assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name

@@ -45,6 +45,7 @@ from analysis.toys.definitions import WaveletDef
 from analysis.wavelets.pvalues import ModulusMaps, Reference, map_shape, pvalue_maps, toy_maps
 
 if TYPE_CHECKING:
+    from analysis.core.cluster import Cluster
     from analysis.core.config import AnalysisConfig
     from analysis.sensitivity.realizations import Realizations
 
@@ -285,11 +286,14 @@ def build_dataset(
     normalise: bool = False,
     replace: bool = False,
     quiet: bool = False,
+    cluster: Cluster | None = None,
 ) -> dict[str, Any]:
     """Build (or finish) a dataset directory; returns its parameters. Finished arrays are reused.
     ``normalise``: scale every spectrum to the background expectation's total before the CWT.
     ``replace``: a dataset with other parameters in ``out_dir`` is removed (its own files only)
-    and rebuilt, instead of being an error."""
+    and rebuilt, instead of being an error. With a ``cluster``, each array after the reference
+    ensemble (training maps, test maps, one per signal size) is one Dask task that writes it
+    (each array has its own random stream, so the arrays do not depend on where they are made)."""
     out_dir = Path(out_dir)
     # every bound before anything is written (no sizes: a dataset without test signals, e.g. from realisations)
     signal_sizes = check_signal_sizes(signal_sizes)
@@ -331,11 +335,23 @@ def build_dataset(
             reference_maps = toy_maps(background, toys, np.random.default_rng(streams[0]), maps, bar.update)
             write_npy(out_dir / REFERENCE_FILE, reference_maps)
             reference = Reference(reference_maps)
+        if cluster is not None:
+            for (_, _, n, _), _ in cluster.map(write_pvalue_array, missing, shared=(out_dir, maps, reference)):
+                bar.update(n)
+            return params
         for name, expected, n, stream in missing:
             bar.set_postfix_str(name)
             array = pvalue_maps(expected, n, np.random.default_rng(stream), maps, reference, bar.update)
             write_npy(out_dir / name, array)
     return params
+
+
+def write_pvalue_array(shared: tuple[Path, ModulusMaps, Reference], job: tuple[str, np.ndarray, int, Any]) -> str:
+    """One array of -ln p maps, written atomically into the dataset directory (a cluster task)."""
+    out_dir, maps, reference = shared
+    name, expected, n, stream = job
+    write_npy(out_dir / name, pvalue_maps(expected, n, np.random.default_rng(stream), maps, reference))
+    return name
 
 
 @dataclass(frozen=True)
@@ -541,7 +557,8 @@ def build_dataset_from_histograms(
 
 
 def build_dataset_from_realizations(
-    real: Realizations, out_dir: str | Path, cfg: AnalysisConfig, quiet: bool = False, normalise: bool | None = None
+    real: Realizations, out_dir: str | Path, cfg: AnalysisConfig, quiet: bool = False, normalise: bool | None = None,
+    cluster: Cluster | None = None,
 ) -> dict[str, Any]:
     """A dataset whose background expectation is the realisations' smooth model over the searched
     range (:meth:`Realizations.expected_background`, the mean every realisation scatters about
@@ -576,4 +593,5 @@ def build_dataset_from_realizations(
         out_dir, DatasetInputs(expected, template, wavelet, edges, source), toys=ds.toys, train=ds.train,
         test=ds.test, signal_sizes=[], seed=cfg.seed, shape=tuple(ds.histogram_shape),
         normalise=NORMALISE_REALIZATIONS if normalise is None else normalise, replace=True, quiet=quiet,
+        cluster=cluster,
     )  # fmt: skip

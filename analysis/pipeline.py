@@ -288,13 +288,13 @@ def run_chain(ctx: RunContext, stages: list[str] | None = None) -> None:
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale(ctx.out_dir)
     ctx.record.write()
-    o = ctx.options
-    with open_cluster(o.executor, o.workers, o.scheduler) if ctx.cluster is None else nullcontext(ctx.cluster) as cluster:
+    o, given = ctx.options, ctx.cluster
+    with open_cluster(o.executor, o.workers, o.scheduler) if given is None else nullcontext(given) as cluster:
         ctx.cluster = cluster
         try:
             _run_stages(ctx, stages or list(ctx.config.stages))
         finally:
-            ctx.cluster = None
+            ctx.cluster = given  # a cluster this run opened is closed: do not hand it on
 
 
 def where(ctx: RunContext, name: str) -> dict[str, Any]:

@@ -460,8 +460,7 @@ def generate(
     reused = sum(r.n_events for r in records.values())
     name = dataset_name(process, mass)
     with tqdm(total=n_events, initial=reused, unit="ev", desc=f"generate {name}", disable=quiet) as bar:
-        units = (lambda record: record.n_events) if cluster is not None else None
-        done = run_jobs(write_file, todo, n_workers, bar.update, cluster=cluster, units=units)
+        done = run_jobs(write_file, todo, n_workers, bar.update, cluster=cluster, units=lambda rec: rec.n_events)
         for job, rec in zip(todo, done, strict=True):
             records[job.index] = rec
     return write_fileset(out_dir, name, [records[j.index] for j in jobs], process, mass, seed)

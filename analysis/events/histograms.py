@@ -30,9 +30,9 @@ import numpy as np
 
 from analysis.core.errors import ConfigError, InputError
 
-BINNINGS = ("mjj", "mjj_bins")  # the name prefixes, longest match first when parsing is reversed
-SAMPLES = ("background", "signal", "injected")
-_INJECTED = re.compile(r"^(?P<sample>signal|injected)_(?P<kind>[A-Za-z_]+)_(?P<size>\d+)$")
+BINNINGS = ("mjj", "mjj_bins")  # uniform bins, analysis bins: the names' prefixes
+COMPONENTS = ("background", "signal", "injected")  # the injection's component axis
+_INJECTED = re.compile(r"^(?P<component>signal|injected)_(?P<kind>[A-Za-z_]+)_(?P<size>\d+)$")
 
 
 @dataclass
@@ -55,9 +55,9 @@ class Spectra:
         """One dataset's 1D spectrum."""
         return self.datasets[binning][{"dataset": name}]
 
-    def injected(self, sample: str, size: int, binning: str = "mjj") -> hist.Hist:
-        """The 1D ``sample`` (background, signal, injected) spectrum of injection size ``size``."""
-        return self.injection[binning][{"component": sample, "size": hist.loc(size)}]
+    def injected(self, component: str, size: int, binning: str = "mjj") -> hist.Hist:
+        """The 1D ``component`` (background, signal, injected) spectrum of injection size ``size``."""
+        return self.injection[binning][{"component": component, "size": hist.loc(size)}]
 
     def named(self) -> dict[str, hist.Hist]:
         """``{ROOT key: 1D histogram}``: the names of the file, made here and nowhere else."""
@@ -65,13 +65,11 @@ class Spectra:
         for binning in BINNINGS:
             for name in self.dataset_names:
                 out[dataset_key(name, binning)] = self.dataset(name, binning)
-        for binning in BINNINGS if self.injection else ():
-            if not self.sizes:
-                continue
+        for binning in BINNINGS if self.sizes else ():
             out[f"{binning}_background"] = self.injected("background", self.sizes[0], binning)
             for size in self.sizes:
-                for sample in ("signal", "injected"):
-                    out[f"{binning}_{sample}_{self.kind}_{size}"] = self.injected(sample, size, binning)
+                for component in ("signal", "injected"):
+                    out[f"{binning}_{component}_{self.kind}_{size}"] = self.injected(component, size, binning)
         return out
 
 
@@ -94,7 +92,7 @@ def injection_spectra(background: hist.Hist, signals: Mapping[int, hist.Hist]) -
     """Hist(component, size, mjj) from the background spectrum and the signal spectrum per size."""
     sizes = list(signals)
     out = hist.Hist(
-        hist.axis.StrCategory(list(SAMPLES), name="component"), hist.axis.IntCategory(sizes, name="size"),
+        hist.axis.StrCategory(list(COMPONENTS), name="component"), hist.axis.IntCategory(sizes, name="size"),
         *background.axes, storage=hist.storage.Weight(),
     )  # fmt: skip
     view = out.view(flow=True)
@@ -196,7 +194,7 @@ def _parse(by_binning: dict[str, dict[str, hist.Hist]]) -> Spectra:
         names = {}
         for name, h in hists.items():
             match = _INJECTED.match(name) if injected else None
-            if match and match["sample"] == "signal":
+            if match and match["component"] == "signal":
                 signals[int(match["size"])], kind = h, match["kind"]
             elif not match and not (injected and name == "background"):
                 names[name] = h

@@ -30,7 +30,7 @@ from typing import Any
 from analysis.core.atomic import check_complete, check_out_dir, remove_stale, staged_directory
 from analysis.core.config import AnalysisConfig
 from analysis.core.errors import ConfigError, InputError
-from analysis.events.histograms import Spectra, dataset_key, dataset_spectra, write_spectra
+from analysis.events.histograms import BINNINGS, Spectra, dataset_key, dataset_spectra, write_spectra
 
 MAX_WORKERS = 1024
 MAX_CHUNKSIZE = 100_000_000  # events per chunk: coffea holds a chunk's columns in memory
@@ -296,7 +296,7 @@ def _write(out_dir: Path, datasets: list, checks: dict, skipped: list, merged: d
     from processors.fileset import safe_name
 
     spectra = Spectra(
-        {b: dataset_spectra({safe_name(ds.name): merged[ds.name][b] for ds in datasets}) for b in ("mjj", "mjj_bins")},
+        {b: dataset_spectra({safe_name(ds.name): merged[ds.name][b] for ds in datasets}) for b in BINNINGS},
         injected, injection["kind"] if injected else None,
     )  # fmt: skip
     write_spectra(out_dir / "histograms.root", spectra)

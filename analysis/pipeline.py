@@ -151,11 +151,11 @@ def scan_stage(ctx: RunContext) -> str:
     null = run_scan_stage(cfg, ctx.process_dir, out, resume=o.resume, quiet=o.quiet, cluster=ctx.cluster)
     if cfg.injection.kind == "none":
         return null
-    columns, metadata = load_processed(ctx.process_dir)
+    columns, metadata = load_processed(ctx.process_dir, constituents=False)  # the jets load where they train
 
     def pfn_auc(sig: AnalysisConfig, sub: Path) -> list[MethodEntry]:
         real = from_processed(sig, columns, metadata)
-        inputs = scan_inputs(columns, metadata, sig, sig.injection.kind)
+        inputs = scan_inputs(columns, metadata, sig, sig.injection.kind, directory=ctx.process_dir)
         return [run_pfn_sensitivity(sig, inputs, real, sub, resume=o.resume, quiet=o.quiet,
                                     data_parallel=sig.scan.data_parallel, null_dir=out / NULL_STORE,
                                     cluster=ctx.cluster)]  # fmt: skip
@@ -171,11 +171,11 @@ def cwola_stage(ctx: RunContext) -> str:
 
     if ctx.config.injection.kind == "none":
         return "injection.kind is none: no signal to hunt"
-    columns, metadata = load_processed(ctx.process_dir)
+    columns, metadata = load_processed(ctx.process_dir, constituents=False)  # the jets load where they train
 
     def cwola(sig: AnalysisConfig, sub: Path) -> list[MethodEntry]:
         real = from_processed(sig, columns, metadata)
-        inputs = scan_inputs(columns, metadata, sig, sig.injection.kind)
+        inputs = scan_inputs(columns, metadata, sig, sig.injection.kind, directory=ctx.process_dir)
         return [run_cwola_sensitivity(sig, inputs, real, sub, resume=ctx.options.resume, quiet=ctx.options.quiet,
                                       null_dir=ctx.out_dir / "cwola" / NULL_STORE, cluster=ctx.cluster)]  # fmt: skip
 

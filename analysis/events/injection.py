@@ -44,6 +44,9 @@ class Injection:
     pool_datasets: list[str] = field(default_factory=list)
     background: ak.Array | None = None  # per-event columns of the background sample
     pool: ak.Array | None = None  # per-event columns of the injection pool
+    # rows of the concatenated background (pool) datasets that form the sample (None: all of them)
+    background_rows: np.ndarray | None = None
+    pool_rows: np.ndarray | None = None
     draws: dict[int, np.ndarray] = field(default_factory=dict)  # k -> pool indices (sorted)
     skipped: dict[int, str] = field(default_factory=dict)  # k -> why not injected
     note: str | None = None  # why nothing was injected at all
@@ -117,6 +120,7 @@ def plan_injection(
         )
         inj.pool_datasets = list(inj.background_datasets)
         inj.background, inj.pool = background[keep], background[pool]
+        inj.background_rows, inj.pool_rows = np.flatnonzero(keep), np.flatnonzero(pool)
     for k in cfg.sizes:
         if k > len(inj.pool):
             inj.skipped[k] = f"{k} events requested but the {cfg.kind} pool holds {len(inj.pool)}"

@@ -32,6 +32,7 @@ from analysis.core.atomic import write_json
 from analysis.core.config import AnalysisConfig
 from analysis.core.errors import ConfigError, InputError
 from analysis.pfn.inputs import preprocess_awkward
+from analysis.pfn.sources import JetSource, no_constituents, processed_directory, read_cutflow
 from models.batches import PackedJets
 from models.settings import TrainSettings
 
@@ -45,15 +46,39 @@ KINDS = ("none", "resonance", "gluon_pairs")
 # -- events ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EventPool:
-    """Selected events, preprocessed: m_jj per event and the PFN inputs of all their jets."""
+    """Selected events, preprocessed: m_jj per event and the PFN inputs of all their jets.
+
+    The jets are either held (``packed``) or described by a ``source``: then they are loaded and
+    preprocessed on first use, in the process that uses them, and never pickled with the pool
+    (:mod:`analysis.pfn.sources`), so the pool a Dask scatter sends holds only m_jj and offsets."""
 
     mjj: np.ndarray
-    jets: PackedJets  # jets in event order
+    packed: PackedJets | None  # jets in event order (None: from ``source``)
     jet_offsets: np.ndarray  # event e owns jets jet_offsets[e]:jet_offsets[e + 1]
     particle_ids: str = "pf_classes"  # how the jets' particle ids were mapped (analysis.pfn.inputs)
+    source: JetSource | None = None  # where the jets come from when not held
+
+    def __post_init__(self) -> None:
+        if (self.packed is None) == (self.source is None):
+            raise ValueError("EventPool: give either the jets or their source")
 
     def __len__(self) -> int:
         return len(self.mjj)
+
+    @property
+    def jets(self) -> PackedJets:
+        """The PFN inputs of all jets (from the source: loaded once per process)."""
+        if self.packed is not None:
+            return self.packed
+        from analysis.pfn.sources import source_jets
+
+        jets = source_jets(self.source)
+        if len(jets) != self.jet_offsets[-1]:
+            raise InputError(
+                f"{self.source.directory}: the events hold {len(jets)} jets of datasets "
+                f"{', '.join(self.source.datasets)}, not {self.jet_offsets[-1]}: they changed since the run read them"
+            )  # fmt: skip
+        return jets
 
     def jet_index(self, events: np.ndarray) -> np.ndarray:
         """Indices of the jets of ``events``."""
@@ -75,24 +100,27 @@ class EventPool:
         if len(n_const) and n_const.min() < 1:
             raise InputError(f"{int((n_const < 1).sum())} selected jets have no constituents")
         packed = preprocess_awkward(jets.constituents, jets.phi, particle_ids)
-        per_event = ak.to_numpy(ak.num(columns.jets, axis=1))
-        offsets = np.concatenate([[0], np.cumsum(per_event)]).astype(np.int64)
-        return EventPool(ak.to_numpy(columns.mjj).astype(np.float64), packed, offsets, particle_ids)
+        return EventPool(ak.to_numpy(columns.mjj).astype(np.float64), packed, _jet_offsets(columns), particle_ids)
+
+    @staticmethod
+    def from_source(columns: ak.Array, source: JetSource) -> EventPool:
+        """From the light columns (mjj, jets) of the events ``source`` describes; their jets are
+        loaded where they are used."""
+        return EventPool(ak.to_numpy(columns.mjj).astype(np.float64), None, _jet_offsets(columns),
+                         source.particle_ids, source)  # fmt: skip
+
+
+def _jet_offsets(columns: ak.Array) -> np.ndarray:
+    per_event = ak.to_numpy(ak.num(columns.jets, axis=1))
+    return np.concatenate([[0], np.cumsum(per_event)]).astype(np.int64)
 
 
 def load_processed(directory: Path, constituents: bool = True) -> tuple[dict[str, ak.Array], dict[str, dict[str, Any]]]:
     """Columns and fileset metadata of every dataset of a processing directory (or its events/);
-    ``constituents=False`` reads only the event and jet columns (no PF candidates needed)."""
-    directory = Path(directory)
-    if not (directory / "cutflow.json").is_file() and (directory.parent / "cutflow.json").is_file():
-        directory = directory.parent
-    cutflow_path = directory / "cutflow.json"
-    try:
-        cutflow = json.loads(cutflow_path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{cutflow_path}: not found (--events must be a `process` output directory)") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{cutflow_path}: unreadable ({exc})") from None
+    ``constituents=False`` reads only the event and jet columns (mjj, weight, jets.partonFlavour:
+    what the driver of the PFN stages needs, :func:`scan_inputs` with ``directory``)."""
+    directory = processed_directory(directory)
+    cutflow = read_cutflow(directory)
     columns, metadata = {}, {}
     for name, entry in cutflow.get("datasets", {}).items():
         path = directory / entry["events"]
@@ -101,10 +129,10 @@ def load_processed(directory: Path, constituents: bool = True) -> tuple[dict[str
         except Exception as exc:
             raise InputError(f"{path}: cannot read the events ({type(exc).__name__}: {exc})") from None
         if constituents and "constituents" not in ak.fields(columns[name].jets):
-            raise InputError(f"{path}: jets have no constituents (the PFN scan needs PF candidates)")
+            raise no_constituents(path)
         metadata[name] = entry.get("metadata", {})
     if not columns:
-        raise InputError(f"{cutflow_path}: lists no datasets")
+        raise InputError(f"{directory / 'cutflow.json'}: lists no datasets")
     return columns, metadata
 
 
@@ -134,9 +162,18 @@ class ScanInputs:
         return self.background.particle_ids
 
 
-def scan_inputs(columns: dict[str, ak.Array], metadata: dict[str, dict[str, Any]], cfg: AnalysisConfig, kind: str) -> ScanInputs:
+def scan_inputs(
+    columns: dict[str, ak.Array], metadata: dict[str, dict[str, Any]], cfg: AnalysisConfig, kind: str,
+    directory: Path | None = None,
+) -> ScanInputs:  # fmt: skip
     """Background and pool for ``kind`` with the processor's injection rules (analysis.events.injection),
-    their jets preprocessed with ``cfg.scan.particle_ids``."""
+    their jets preprocessed with ``cfg.scan.particle_ids``.
+
+    With the ``directory`` the columns were read from (``load_processed(directory,
+    constituents=False)`` suffices), the pools hold m_jj and jet offsets only and name their
+    jets' :class:`~analysis.pfn.sources.JetSource` (checked here to have constituents): each
+    process that trains loads them itself. Without, ``columns`` must hold the constituents, and
+    the jets are preprocessed here."""
     from analysis.events.injection import BACKGROUND_PROCESS, plan_injection
 
     if kind == "none":
@@ -146,6 +183,7 @@ def scan_inputs(columns: dict[str, ak.Array], metadata: dict[str, dict[str, Any]
         background = names[0] if len(names) == 1 else None
         bg = columns[background] if background else ak.concatenate([columns[d] for d in names])
         pool, mass = None, None
+        parts = [(bg, names, None)]
     else:
         inj_cfg = cfg.injection.model_copy(update={"kind": kind, "sizes": []})
         plan = plan_injection(columns, metadata, inj_cfg, cfg.histograms, cfg.seed)
@@ -156,15 +194,23 @@ def scan_inputs(columns: dict[str, ak.Array], metadata: dict[str, dict[str, Any]
         if kind == "resonance":
             masses = {metadata[d].get("mass") for d in plan.pool_datasets}
             mass = float(masses.pop()) if len(masses) == 1 and None not in masses else cfg.injection.mass
+        parts = [(bg, plan.background_datasets, plan.background_rows), (pool, plan.pool_datasets, plan.pool_rows)]
     digest = hashlib.sha256()
     for arr in (bg, pool):
         if arr is not None:
             digest.update(np.ascontiguousarray(ak.to_numpy(arr.mjj), dtype=np.float64).tobytes())
     background = hashlib.sha256(np.ascontiguousarray(ak.to_numpy(bg.mjj), dtype=np.float64).tobytes())
     ids = cfg.scan.particle_ids
+    if directory is None:
+        pools = [EventPool.from_columns(arr, ids) for arr, _, _ in parts]
+    else:
+        root = str(processed_directory(directory).resolve())
+        sources = [JetSource(root, tuple(names), rows, ids) for _, names, rows in parts]
+        for source in sources:
+            source.check()  # a missing constituents field fails here, in the driver; empty jets where loaded
+        pools = [EventPool.from_source(arr, source) for (arr, _, _), source in zip(parts, sources, strict=True)]
     return ScanInputs(
-        EventPool.from_columns(bg, ids), None if pool is None else EventPool.from_columns(pool, ids), kind, mass,
-        digest.hexdigest()[:16], background.hexdigest()[:16],
+        pools[0], pools[1] if len(pools) > 1 else None, kind, mass, digest.hexdigest()[:16], background.hexdigest()[:16],
     )  # fmt: skip
 
 
@@ -590,8 +636,8 @@ def scan_stage(
     :func:`analysis.pfn.sensitivity.pfn_sensitivity_of_processed`."""
     out = Path(out)
     data_parallel = cfg.scan.data_parallel if data_parallel is None else data_parallel
-    columns, metadata = load_processed(Path(events))
-    inputs = scan_inputs(columns, metadata, cfg, kind)
+    columns, metadata = load_processed(Path(events), constituents=False)
+    inputs = scan_inputs(columns, metadata, cfg, kind, directory=Path(events))
     setup = setup_from_config(cfg, inputs, n_inject, sizes, n_samples, epochs)
     result = run_scan(setup, inputs, out, resume=resume, quiet=quiet, data_parallel=data_parallel, cluster=cluster)
     return f"scan: {result.n_trainings} trainings, AUCs in {out / 'auc_scan.json'}"

@@ -273,7 +273,7 @@ def pfn_sensitivity_of_processed(
     from analysis.pfn.scan import load_processed, scan_inputs
     from analysis.sensitivity.realizations import from_processed
 
-    columns, metadata = load_processed(Path(events))
+    columns, metadata = load_processed(Path(events), constituents=False)
     data_parallel = cfg.scan.data_parallel if data_parallel is None else data_parallel
 
     update = {"injection": cfg.injection.model_copy(update={"kind": kind})}
@@ -281,7 +281,7 @@ def pfn_sensitivity_of_processed(
         update["scan"] = cfg.scan.model_copy(update={"epochs": epochs})
     cfg = cfg.model_copy(update=update)
     real = from_processed(cfg, columns, metadata)
-    inputs = scan_inputs(columns, metadata, cfg, kind)
+    inputs = scan_inputs(columns, metadata, cfg, kind, directory=Path(events))
     entry = run_pfn_sensitivity(cfg, inputs, real, out, resume=resume, quiet=quiet, data_parallel=data_parallel)
     return (
         f"pfn_auc ({entry.signal}, {entry.realizations} realisations): global 3 sigma at {entry.crossing_text(3)}, "

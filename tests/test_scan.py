@@ -344,3 +344,95 @@ def test_pfn_auc_refuses_realisations_of_other_events(processed_sample, tmp_path
     gluons = scan_inputs(columns, metadata, cfg, "gluon_pairs")  # another background sample
     with pytest.raises(InputError, match="not the PFN inputs"):
         run_pfn_sensitivity(cfg, gluons, from_processed(cfg, columns, metadata), tmp_path, quiet=True)
+
+
+# -- the driver holds no jets: pools name their source, the process that trains loads it -------
+def _pools(inputs) -> list:
+    return [p for p in (inputs.background, inputs.pool) if p is not None]
+
+
+def test_lazy_inputs_hold_no_jets_until_used_and_load_the_eager_ones(processed_sample, tmp_path) -> None:
+    import pickle
+
+    from analysis.pfn import sources
+
+    cfg = load_config(scan_config(tmp_path, [1000]))
+    light, full = load_processed(processed_sample, constituents=False), load_processed(processed_sample)
+    for kind in ("none", "resonance", "gluon_pairs"):
+        sources.clear_cache()
+        lazy = scan_inputs(*light, cfg, kind, directory=processed_sample / "events")
+        eager = scan_inputs(*full, cfg, kind)
+        assert (lazy.fingerprint, lazy.background_fingerprint) == (eager.fingerprint, eager.background_fingerprint)
+        assert all(p.packed is None and p.source is not None for p in _pools(lazy)) and not sources.cached_sources()
+        jets_bytes = sum(p.jets.features.nbytes + p.jets.counts.nbytes for p in _pools(eager))
+        sent = pickle.dumps(lazy)
+        assert len(sent) < jets_bytes / 20, (kind, len(sent), jets_bytes)
+        for mine, theirs in zip(_pools(pickle.loads(sent)), _pools(eager), strict=True):
+            assert np.array_equal(mine.mjj, theirs.mjj) and np.array_equal(mine.jet_offsets, theirs.jet_offsets)
+            assert np.array_equal(mine.jets.features, theirs.jets.features)
+            assert np.array_equal(mine.jets.counts, theirs.jets.counts)
+        assert len(sources.cached_sources()) == len(_pools(lazy))  # loaded once each
+        assert len(pickle.dumps(lazy)) == len(sent)  # loaded jets never travel with the pool
+        lazy.background.jets_of(np.arange(3))
+        assert len(sources.cached_sources()) == len(_pools(lazy))  # the copy and the original share the cache
+    sources.clear_cache()
+
+
+def _tiny_processed(directory: Path, constituents: list[list[int]] | None) -> Path:
+    """A processing directory of one qcd dataset: one event per entry of ``constituents`` (its
+    jets' constituent counts); None: jets without a constituents field."""
+    import awkward as ak
+
+    events = []
+    for k, counts in enumerate(constituents or [[2, 3]]):
+        jets = [{"phi": 0.1 * j, "partonFlavour": 21, **({} if constituents is None else {"constituents": [
+            {"pt": 10.0 + c, "rapidity": 0.01 * c, "phi": 0.1 * j + 0.01 * c, "pdgId": 211} for c in range(n)]})}
+            for j, n in enumerate(counts)]  # fmt: skip
+        events.append({"mjj": 800.0 + k, "weight": 1.0, "jets": jets})
+    (directory / "events").mkdir(parents=True)
+    ak.to_parquet(ak.Array(events), directory / "events" / "qcd.parquet")
+    cutflow = {"datasets": {"qcd": {"events": "events/qcd.parquet", "metadata": {"process": "qcd"}}}}
+    (directory / "cutflow.json").write_text(json.dumps(cutflow))
+    return directory
+
+
+def test_lazy_inputs_fail_with_the_eager_one_line_errors(tmp_path) -> None:
+    from analysis.core.errors import InputError
+    from analysis.pfn import sources
+
+    cfg = load_config(None)
+    bare = _tiny_processed(tmp_path / "bare", None)
+    with pytest.raises(InputError, match=r"qcd\.parquet: jets have no constituents \(the PFN scan needs PF candidates\)"):
+        scan_inputs(*load_processed(bare, constituents=False), cfg, "none", directory=bare)  # in the driver
+    empty = _tiny_processed(tmp_path / "empty", [[2, 3], [1, 0], [4, 1]])
+    inputs = scan_inputs(*load_processed(empty, constituents=False), cfg, "none", directory=empty)
+    with pytest.raises(InputError, match=r"^1 selected jets have no constituents$"):  # where the jets load
+        inputs.background.jets_of(np.arange(3))
+    sources.clear_cache()
+
+
+def test_cluster_workers_load_the_jets_and_the_driver_does_not(processed_sample, tmp_path) -> None:
+    """A scan's inputs scattered to a worker process: it loads the jets from the process directory
+    and draws the eager inputs' training jets; the driver never loads them."""
+    from functools import partial
+
+    from analysis.core.cluster import open_cluster
+    from analysis.pfn import sources
+    from analysis.pfn.scan import Task, draw_sample, kept_pairs, pair_data, setup_from_config
+
+    cfg = load_config(scan_config(tmp_path, [1000]))
+    sources.clear_cache()
+    inputs = scan_inputs(*load_processed(processed_sample, constituents=False), cfg, "resonance", directory=processed_sample)
+    setup = setup_from_config(cfg, inputs, 200, n_samples=2)
+    pairs = kept_pairs(setup, inputs, 1000, lambda message: None)  # what run_scan does in the driver
+    draw_sample(setup, inputs, 1000, 0)
+    tasks = [Task(1000, k, p) for k in range(2) for p in pairs]
+    with open_cluster("dask", 1, None) as cluster:
+        found = dict(cluster.map(partial(pair_data, setup), tasks, shared=inputs))
+    assert not sources.cached_sources()
+    eager = scan_inputs(*load_processed(processed_sample), cfg, "resonance")
+    for task in tasks:
+        jets, labels, events = pair_data(setup, eager, task)
+        theirs, their_labels, their_events = found[task]
+        assert np.array_equal(jets.features, theirs.features) and np.array_equal(jets.counts, theirs.counts)
+        assert np.array_equal(labels, their_labels) and np.array_equal(events, their_events)

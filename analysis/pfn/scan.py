@@ -32,7 +32,7 @@ from analysis.core.atomic import write_json
 from analysis.core.config import AnalysisConfig
 from analysis.core.errors import ConfigError, InputError
 from analysis.pfn.inputs import preprocess_awkward
-from analysis.pfn.sources import JetSource, no_constituents, processed_directory, read_cutflow
+from analysis.pfn.sources import JetSource, no_constituents, processed_directory, read_cutflow, source_jets
 from models.batches import PackedJets
 from models.settings import TrainSettings
 
@@ -70,8 +70,6 @@ class EventPool:
         """The PFN inputs of all jets (from the source: loaded once per process)."""
         if self.packed is not None:
             return self.packed
-        from analysis.pfn.sources import source_jets
-
         jets = source_jets(self.source)
         if len(jets) != self.jet_offsets[-1]:
             raise InputError(

@@ -275,7 +275,7 @@ def test_validation_is_capped_recorded_and_leaves_the_auc_unchanged(processed_sa
     assert capped["n_val"] == 50 < every["n_val"] and capped["n_train"] == every["n_train"]
     assert capped["auc"] == every["auc"] and capped["loss"] == every["loss"]
     assert len(capped["val_loss"]) == len(every["val_loss"]) == 3 and capped["val_loss"] != every["val_loss"]
-    assert all(np.isfinite(capped["val_loss"])) and all(0 < v < 1 for v in capped["loss"])
+    assert all(np.isfinite(capped["val_loss"])) and 0 < capped["loss"][-1] < capped["loss"][0]  # it learns
 
 # -- the pfn_auc statistic (pure numpy) -------------------------------------------------------
 def test_leave_one_out_t_pvalues_are_uniform_for_a_gaussian_null() -> None:

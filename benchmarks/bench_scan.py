@@ -8,18 +8,19 @@ value <= 60 minutes on 2 cores, ratio >= 2.5).
 
 Method. The trainings are the scan's own: ``configs/full.yaml`` (the reference scale: 12000
 training and 3000 test jets per bin pair at 50000 events per sample, 10 epochs, batch 500,
-Phi (100, 100, 128), F (100, 100, 100), validation on the pair's other jets after every
-epoch), ``setup_from_config`` -> ``run_task`` (draw_sample, bin_pair_jets, split_events,
-train_split -> models.training.train_and_score), run as ``run_scan`` runs them:
+Phi (100, 100, 128), F (100, 100, 100), the validation loss after every epoch on up to 3000
+of the pair's other jets (``scan.val_jets``)), ``setup_from_config`` -> ``run_task``
+(draw_sample, bin_pair_jets, split_events, train_split -> models.training.train_and_score), run
+as ``run_scan`` runs them:
 ``run_on_devices`` over ``training_devices()``, i.e. one training at a time per device in a
 worker thread that reuses its compiled model. On a CPU-only machine without ``--cpu-devices``
 that is one device: one training at a time, using every core through TensorFlow's thread pool.
 The first training of the thread (tracing, model build) is timed but kept out of the
 per-training time (the scan pays it once per device); ``--repeats`` further trainings (one
 per kept bin pair, or 2 with ``--quick``), cycling over the pairs of different samples, give the
-per-training time (their mean; a training's cost depends on its pair, whose validation jets
-range from ~4k to ~43k here, so by default every kept pair is timed once: the scan's mix). trainings/hour = devices x 3600 / that time; the projection is
-(first - per-training, the one-off tracing) + N / devices x per-training seconds.
+per-training time (their mean; by default every kept pair is timed once: the scan's mix).
+trainings/hour = devices x 3600 / that time; the projection is (first - per-training, the
+one-off tracing) + N / devices x per-training seconds.
 
 Input jets: a ``process`` output directory (``--events``; default results/default/process);
 without one, a qcd sample is generated and processed with bench_process's helpers (cached
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         "projected_trainings": args.trainings,
         "assumes": (
             f"{args.trainings} trainings at the reference settings (configs/full.yaml: 12k train / 3k test jets per "
-            f"pair at 50k events, the rest of the pair validated every epoch, 10 epochs, batch 500, Phi (100,100,128), "
+            f"pair at 50k events, up to 3k of the pair's other jets validated every epoch, 10 epochs, batch 500, Phi (100,100,128), "
             f"F (100,100,100)), every training costing the mean of the timed ones (no growth over the scan; the "
             f"reference's 70k/100k sizes scale train jets up by 1.4/2x in this project, not counted), run as "
             f"run_scan runs them: one at a time per device on {n_dev} device(s) ({', '.join(devices)}), "
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "aucs": [round(r["auc"], 4) for r in records],
         "mean_constituents": round(float(jets.counts.mean()), 2),
         "background_events": n_background, "copies": copies, "events_dir": str(events_dir),
-        "phi_dtype": setup.settings.phi_dtype, "validate_each_epoch": setup.settings.validate,
+        "phi_dtype": setup.settings.phi_dtype, "validate_each_epoch": setup.settings.validate, "val_jets": setup.val_jets,
         "cores": os.cpu_count(), "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "quick": args.quick,
     }  # fmt: skip

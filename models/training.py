@@ -249,6 +249,12 @@ def train_pfn(
     return model
 
 
+def epoch_losses(model: object) -> dict[str, list[float]]:
+    """The per-epoch ``loss`` (and ``val_loss`` when validated) of a model's last fit (Keras' History)."""
+    history = getattr(getattr(model, "history", None), "history", None) or {}
+    return {k: [float(v) for v in history[k]] for k in ("loss", "val_loss") if k in history}
+
+
 def predict_pfn(model: PackedPFN, jets: PackedJets, batch_size: int = 1000, n_groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities (n, 2) and the indices of the jets they belong to."""
     data = JetBatches(jets, None, batch_size, n_groups=n_groups, fixed_shapes=model.jit_compile)
@@ -267,9 +273,10 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
 def train_and_score(
     train: PackedJets, y_train: np.ndarray, val: PackedJets, y_val: np.ndarray,
     test: PackedJets, y_test: np.ndarray, settings: TrainSettings, seed: int,
-    strategy: object | None = None, n_groups: int = 1,
+    strategy: object | None = None, n_groups: int = 1, losses: dict[str, list[float]] | None = None,
 ) -> float:  # fmt: skip
-    """Train one classifier (ours or EnergyFlow's) and return its AUC on the test jets."""
+    """Train one classifier (ours or EnergyFlow's) and return its AUC on the test jets; ``losses``,
+    when given, receives the per-epoch training and validation losses (:func:`epoch_losses`)."""
     if settings.backend == "energyflow":
         from models.energyflow_pfn import predict_energyflow_pfn, train_energyflow_pfn
 
@@ -278,10 +285,14 @@ def train_and_score(
             to_padded(train, max_len), y_train, settings, seed,
             to_padded(val, max_len) if len(val) else None, y_val,
         )  # fmt: skip
+        if losses is not None:
+            losses.update(epoch_losses(model.model))
         return auc(y_test, predict_energyflow_pfn(model, to_padded(test, max_len))[:, 1])
     if settings.backend != "ours":
         raise ValueError(f"unknown PFN backend {settings.backend!r} (ours|energyflow)")
     model = train_pfn(train, y_train, settings, seed, val, y_val, strategy, n_groups, reuse=strategy is None)
+    if losses is not None:
+        losses.update(epoch_losses(model))
     probs, used = predict_pfn(model, test, n_groups=n_groups)
     return auc(y_test[used], probs[:, 1])
 

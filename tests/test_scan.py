@@ -259,6 +259,24 @@ def test_no_event_is_in_the_training_and_the_test_set(processed_sample, tmp_path
     assert abs(len(split.val) - 0.1 * n) < 0.02 * n
 
 
+
+def test_validation_is_capped_recorded_and_leaves_the_auc_unchanged(processed_sample, tmp_path) -> None:
+    """Validation jets (up to scan.val_jets of the pair's other jets) only measure a loss per epoch:
+    the same training with all or a few of them gives the identical AUC."""
+    from analysis.pfn.scan import Task, run_task, setup_from_config
+
+    columns, metadata = load_processed(processed_sample)
+    records = []
+    for val_jets in (10**6, 50):
+        cfg = load_config(scan_config(tmp_path, [1000], epochs=3, val_jets=val_jets, validate_each_epoch=True))
+        inputs = scan_inputs(columns, metadata, cfg, "none")
+        records.append(run_task(setup_from_config(cfg, inputs, 0), inputs, Task(1000, 0, (1, 2))))
+    every, capped = records
+    assert capped["n_val"] == 50 < every["n_val"] and capped["n_train"] == every["n_train"]
+    assert capped["auc"] == every["auc"] and capped["loss"] == every["loss"]
+    assert len(capped["val_loss"]) == len(every["val_loss"]) == 3 and capped["val_loss"] != every["val_loss"]
+    assert all(np.isfinite(capped["val_loss"])) and 0 < capped["loss"][-1] < capped["loss"][0]  # it learns
+
 # -- the pfn_auc statistic (pure numpy) -------------------------------------------------------
 def test_leave_one_out_t_pvalues_are_uniform_for_a_gaussian_null() -> None:
     from scipy import stats

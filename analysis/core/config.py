@@ -155,9 +155,12 @@ class ScanConfig(StrictModel):
     )
     train_jets: int = Field(12000, ge=1, description="training jets per pair at reference_events")
     test_jets: int = Field(3000, ge=1, description="test jets per pair at reference_events")
+    val_jets: int = Field(
+        3000, ge=1, description="at most this many of the pair's other jets validate each epoch (at reference_events)"
+    )
     reference_events: int = Field(50000, ge=1, description="sample size at which train_jets/test_jets apply")
     min_jets_per_bin: int = Field(600, ge=0, description="drop bins expecting fewer jets per sample (at reference_events)")
-    validate_each_epoch: bool = Field(True, description="evaluate the validation jets after every epoch (as the reference)")
+    validate_each_epoch: bool = Field(True, description="evaluate the validation jets after every epoch (as the reference); their loss is recorded")
     data_parallel: bool = Field(False, description="split each training over all devices instead of one training per device")
 
     @model_validator(mode="after")

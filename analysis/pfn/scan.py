@@ -20,7 +20,7 @@ import json
 import sys
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -226,6 +226,7 @@ class ScanSetup:
     mass: float | None = None
     train_jets: int = 12000
     test_jets: int = 3000
+    val_jets: int = 3000  # at most (the pair's other jets), validated every epoch with settings.validate
     reference_events: int = 50000
     min_jets_per_bin: int = 600
     settings: TrainSettings = field(default_factory=TrainSettings)
@@ -327,21 +328,24 @@ def pair_data(setup: ScanSetup, inputs: ScanInputs, task: Task) -> tuple[PackedJ
 
 def train_split(
     jets: PackedJets, labels: np.ndarray, split: Any, settings: TrainSettings, seed: int, name: str,
-    parallel: tuple[Any, int] | None = None,
+    parallel: tuple[Any, int] | None = None, losses: dict[str, list[float]] | None = None,
 ) -> float:  # fmt: skip
-    """Train on ``split.train`` (validation ``split.val``) and return the AUC on ``split.test``."""
+    """Train on ``split.train`` (validation ``split.val``) and return the AUC on ``split.test``
+    (``losses``: receives the per-epoch losses)."""
     from models.training import train_and_score
 
     if len(np.unique(labels[split.test])) < 2 or len(np.unique(labels[split.train])) < 2:
         raise InputError(f"{name}: the training or test jets hold only one bin; use larger samples")
     return train_and_score(
         jets.take(split.train), labels[split.train], jets.take(split.val), labels[split.val],
-        jets.take(split.test), labels[split.test], settings, seed, *(parallel or (None, 1)),
+        jets.take(split.test), labels[split.test], settings, seed, *(parallel or (None, 1)), losses=losses,
     )  # fmt: skip
 
 
 def run_task(setup: ScanSetup, inputs: ScanInputs, task: Task, parallel: tuple[Any, int] | None = None) -> dict[str, Any]:
-    """Train the PFN of one (size, sample, pair) and return its checkpoint record."""
+    """Train the PFN of one (size, sample, pair) and return its checkpoint record (with the
+    per-epoch training and validation losses: the validation jets are up to ``val_jets`` of the
+    pair's other jets, in the split's random order; they do not change the training or its AUC)."""
     from models.training import split_events, split_sizes
 
     jets, labels, events = pair_data(setup, inputs, task)
@@ -349,10 +353,12 @@ def run_task(setup: ScanSetup, inputs: ScanInputs, task: Task, parallel: tuple[A
     scale = task.size / setup.reference_events
     n_train, n_test = split_sizes(len(labels), max(2, round(setup.train_jets * scale)), max(2, round(setup.test_jets * scale)))
     split = split_events(events, n_train, n_test, np.random.default_rng([seed, 7]))
-    auc = train_split(jets, labels, split, setup.settings, seed, task.name, parallel)
+    split = replace(split, val=split.val[: max(1, round(setup.val_jets * scale))])
+    losses: dict[str, list[float]] = {}
+    auc = train_split(jets, labels, split, setup.settings, seed, task.name, parallel, losses)
     return {
         "size": task.size, "sample": task.sample, "bins": list(task.pair), "seed": seed, "auc": auc,
-        "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
+        "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test), **losses,
     }  # fmt: skip
 
 
@@ -608,7 +614,7 @@ def setup_from_config(cfg: AnalysisConfig, inputs: ScanInputs, n_inject: int, si
         seed=cfg.seed, sizes=tuple(sizes or sc.sizes), n_samples=n_samples or sc.n_samples,
         bin_edges=tuple(float(e) for e in cfg.histograms.analysis_bins), kind=inputs.kind, n_inject=n_inject,
         mass=inputs.mass if inputs.kind == "resonance" else None, train_jets=sc.train_jets, test_jets=sc.test_jets,
-        reference_events=sc.reference_events, min_jets_per_bin=sc.min_jets_per_bin, settings=settings,
+        val_jets=sc.val_jets, reference_events=sc.reference_events, min_jets_per_bin=sc.min_jets_per_bin, settings=settings,
         particle_ids=inputs.particle_ids,
     )  # fmt: skip
 

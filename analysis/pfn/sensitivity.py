@@ -108,10 +108,11 @@ def run_task(
     test_fraction, val_fraction = fractions
     n_test, n_val = round(test_fraction * len(labels)), round(val_fraction * len(labels))
     split = split_events(events, len(labels) - n_test - n_val, n_test, np.random.default_rng([seed, 7]))
-    auc = train_split(jets, labels, split, setup.settings, seed, task.name, parallel)
+    losses: dict[str, list[float]] = {}
+    auc = train_split(jets, labels, split, setup.settings, seed, task.name, parallel, losses)
     return {
         "realization": task.realization, "n_signal": task.n_signal, "bins": list(task.pair), "seed": seed,
-        "auc": auc, "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
+        "auc": auc, "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test), **losses,
     }  # fmt: skip
 
 

@@ -46,18 +46,23 @@ def tau21(pt: ak.Array, eta: ak.Array, phi: ak.Array, mass: ak.Array) -> ak.Arra
         jets_pt, jets_eta, jets_phi, jets_mass = (
             ak.flatten(a, axis=1) for a in (jets_pt, jets_eta, jets_phi, jets_mass)
         )
-    counts = ak.to_numpy(ak.num(jets_pt, axis=1)).astype(np.int64)
-    flat = [
-        np.asarray(ak.to_numpy(ak.flatten(a, axis=None)), dtype=np.float64)
-        for a in (jets_pt, jets_eta, jets_phi, jets_mass)
-    ]
-    tau1, tau2 = nsubjettiness(*flat, counts)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(tau1 > 0, tau2 / np.where(tau1 > 0, tau1, 1.0), 0.0)
-    out: ak.Array = ak.Array(ratio)
+    counts = ak.to_numpy(ak.num(jets_pt, axis=1))
+    flat = [ak.to_numpy(ak.flatten(a, axis=None)) for a in (jets_pt, jets_eta, jets_phi, jets_mass)]
+    out: ak.Array = ak.Array(tau21_flat(*flat, counts))
     for level in range(depth - 2, 0, -1):  # back to the input's outer structure
         out = ak.unflatten(out, _num_at(pt, level))
     return out
+
+
+def tau21_flat(
+    pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, mass: np.ndarray, counts: np.ndarray
+) -> np.ndarray:
+    """tau_2 / tau_1 per jet (float64) from flat constituent arrays, ``counts[j]`` constituents
+    of jet j: :func:`tau21` without the awkward structure, for callers that hold flat buffers."""
+    flat = [np.asarray(a, dtype=np.float64) for a in (pt, eta, phi, mass)]
+    tau1, tau2 = nsubjettiness(*flat, np.asarray(counts).astype(np.int64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(tau1 > 0, tau2 / np.where(tau1 > 0, tau1, 1.0), 0.0)
 
 
 def _num_at(array: ak.Array, level: int) -> np.ndarray:

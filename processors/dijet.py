@@ -187,7 +187,7 @@ class DijetProcessor(processor.ProcessorABC):
                     f"Jet_nConstituents add up to {n_const.sum()} but there are {len(link)} JetPFCands"
                 )
             cands = events.PFCands
-            cand_offsets = _offsets(cands)
+            cand_offsets, pt = _flat(cands["pt"])
             # the selected jets' rows of JetPFCands, jet by jet
             first = np.cumsum(n_const) - n_const
             per_jet = n_const[jets]
@@ -201,7 +201,7 @@ class DijetProcessor(processor.ProcessorABC):
                 per_jet = np.bincount(owner[ok], minlength=len(jets))
                 link, event = link[ok], event[ok]
             index = cand_offsets[event] + link
-            pf = {name: _values(cands[name])[index] for name in ("pt", "eta", "phi", "mass", "pdgId")}
+            pf = {"pt": pt[index]} | {name: _values(cands[name])[index] for name in ("eta", "phi", "mass", "pdgId")}
             return pf, per_jet
         except Exception as exc:
             raise _ReadError from exc
@@ -212,8 +212,9 @@ class DijetProcessor(processor.ProcessorABC):
         jets = events.Jet
         fields = set(jets.fields)
         n = len(events)
-        offsets = _offsets(jets)
-        kin = {name: _values(jets[name]).astype(np.float64) for name in ("pt", "eta", "phi", "mass")}
+        offsets, pt = _flat(jets["pt"])
+        kin = {"pt": pt.astype(np.float64)}
+        kin |= {name: _values(jets[name]).astype(np.float64) for name in ("eta", "phi", "mass")}
         data = _Jets(
             offsets=offsets, **kin,
             weight=ak.to_numpy(ak.materialize(events.genWeight)) if "genWeight" in events.fields else np.ones(n),
@@ -324,20 +325,26 @@ class _Jets:
     event: np.ndarray | None = None
 
 
-def _offsets(jagged: ak.Array) -> np.ndarray:
-    """Offsets (int64, from 0) of a jagged ``[event][item]`` array (reads only its counts)."""
-    return _counts_to_offsets(ak.to_numpy(ak.num(jagged, axis=1)))
+def _flat(jagged: ak.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets from 0, values) of a jagged ``[event][item]`` numeric array, materialised: its
+    own buffers when it is a plain list of numbers (as read), else flattened by awkward."""
+    layout = ak.to_layout(ak.materialize(jagged))
+    if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.NumpyArray):
+        offsets = np.asarray(layout.offsets.data).astype(np.int64)
+        values = np.asarray(layout.content.data)[offsets[0] : offsets[-1]]
+        return offsets - offsets[0], values
+    return _counts_to_offsets(ak.to_numpy(ak.num(layout, axis=1))), ak.to_numpy(ak.flatten(layout, axis=1))
+
+
+def _values(jagged: ak.Array) -> np.ndarray:
+    """The flat values of a jagged ``[event][item]`` numeric array (materialised)."""
+    return _flat(jagged)[1]
 
 
 def _counts_to_offsets(counts: np.ndarray) -> np.ndarray:
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     return offsets
-
-
-def _values(jagged: ak.Array) -> np.ndarray:
-    """The flat values of a jagged ``[event][item]`` numeric array (materialised)."""
-    return ak.to_numpy(ak.flatten(ak.materialize(jagged), axis=1))
 
 
 def _per_event(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:

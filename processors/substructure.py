@@ -135,12 +135,14 @@ def exclusive_kt_axes(
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="dcut and exclusive jets")
             for n in ns:
-                axes = seq.exclusive_jets_up_to(n)
+                # [jet][axis] records: read the flat buffers (offsets from 0, as fastjet makes them)
+                axes = seq.exclusive_jets_up_to(n).layout
+                offsets = np.asarray(axes.offsets.data).astype(np.int64)
                 ax = {
-                    c: ak.to_numpy(ak.flatten(axes[c], axis=1)).astype(np.float64)
+                    c: np.asarray(axes.content[c].data[offsets[0] : offsets[-1]]).astype(np.float64)
                     for c in ("px", "py", "pz", "E")
                 }
-                n_axes = ak.to_numpy(ak.num(axes, axis=1)).astype(np.int64)
+                n_axes = np.diff(offsets)
                 out.append((n_axes, _rapidity(ax["E"], ax["pz"]), np.arctan2(ax["py"], ax["px"])))
     finally:
         warnings.formatwarning = saved

@@ -6,8 +6,8 @@ nothing (the ``process`` command writes ``histograms.root``, ``cutflow.json`` an
 Selection (config ``selection:``): events whose jets all have finite kinematics and whose
 weight is finite; jets with ``jet_pt_min <= pT <= jet_pt_max``, ``|eta| < jet_abs_eta_max`` and
 ``jetId >= jet_id_min``; events with exactly ``n_jets`` selected jets. m_jj is the mass of the
-sum of the selected jets' four-vectors (``vector`` Lorentz vectors; rapidities from coffea's
-Lorentz-vector behaviour). The cutflow (coffea ``PackedSelection``) counts events whose jets'
+sum of the selected jets' four-vectors (coffea's Lorentz-vector behaviour, vector's formulas, on
+contiguous columns: the result does not depend on memory layout; rapidities likewise). The cutflow (coffea ``PackedSelection``) counts events whose jets'
 pt, eta, phi, mass and the event weight are all finite (``finite``: an event with a NaN or
 infinite value anywhere in them is dropped whole, never half-selected), then those with at
 least ``n_jets`` jets passing the pT cut, then pT and eta, then pT, eta and jet id, and finally
@@ -54,7 +54,6 @@ from typing import Any
 import awkward as ak
 import hist
 import numpy as np
-import vector as vector_lib
 from coffea import processor
 from coffea.analysis_tools import PackedSelection
 from coffea.nanoevents.methods import vector
@@ -263,9 +262,11 @@ class DijetProcessor(processor.ProcessorABC):
         # the selected jets (flat indices, event by event): every kept event has exactly n
         jets = np.flatnonzero(good & np.repeat(keep, np.diff(offsets)))
         kin = {k: getattr(data, k)[jets] for k in ("pt", "eta", "phi", "mass")}
-        # add their Lorentz vectors (vector, numpy backend)
-        p4 = vector_lib.array({k: v.reshape(-1, n) for k, v in kin.items()})
-        mjj = np.ascontiguousarray(functools.reduce(operator.add, (p4[:, i] for i in range(n))).mass, np.float64)
+        # add their Lorentz vectors, the i-th selected jets of all events at a time; contiguous
+        # columns: on vector's strided numpy records the last bit of m_jj depended on where the
+        # allocator placed them (so on the executor and the code run before)
+        p4 = [_p4({k: np.ascontiguousarray(v.reshape(-1, n)[:, i]) for k, v in kin.items()}) for i in range(n)]
+        mjj = np.ascontiguousarray(ak.to_numpy(functools.reduce(operator.add, p4).mass), np.float64)
         weight = np.asarray(data.weight[keep]).astype(np.float64)
         _check_finite({"mjj": mjj})  # finite four-vectors can still overflow (mass 1e308)
 

@@ -6,14 +6,14 @@ nothing (the ``process`` command writes ``histograms.root``, ``cutflow.json`` an
 Selection (config ``selection:``): events whose jets all have finite kinematics and whose
 weight is finite; jets with ``jet_pt_min <= pT <= jet_pt_max``, ``|eta| < jet_abs_eta_max`` and
 ``jetId >= jet_id_min``; events with exactly ``n_jets`` selected jets. m_jj is the mass of the
-sum of the selected jets' four-vectors (coffea's Lorentz-vector behaviour, vector's formulas, on
-contiguous columns: the result does not depend on memory layout; rapidities likewise). The cutflow (coffea ``PackedSelection``) counts events whose jets'
-pt, eta, phi, mass and the event weight are all finite (``finite``: an event with a NaN or
-infinite value anywhere in them is dropped whole, never half-selected), then those with at
-least ``n_jets`` jets passing the pT cut, then pT and eta, then pT, eta and jet id, and finally
-exactly ``n_jets`` selected jets. A selected event whose other output columns (rapidity, PF
-candidates) are not finite makes the file a ``non_finite`` problem: no NaN reaches a
-histogram, the Parquet output or a model.
+sum of the selected jets' four-vectors (coffea's Lorentz-vector behaviour on contiguous columns,
+so that its last bit does not depend on memory layout; rapidities likewise). The cutflow (coffea
+``PackedSelection``) counts events whose jets' pt, eta, phi, mass and the event weight are all
+finite (``finite``: an event with a NaN or infinite value anywhere in them is dropped whole,
+never half-selected), then those with at least ``n_jets`` jets passing the pT cut, then pT and
+eta, then pT, eta and jet id, and finally exactly ``n_jets`` selected jets. A selected event
+whose other output columns (rapidity, PF candidates) are not finite makes the file a
+``non_finite`` problem: no NaN reaches a histogram, the Parquet output or a model.
 
 Inputs: any NanoAOD with ``Jet_pt/eta/phi/mass`` (generated files and CMS NanoAOD alike).
 ``Jet_jetId`` is needed only when ``jet_id_min > 0``: a file without it is reported with the
@@ -395,11 +395,6 @@ def _check_finite(columns: dict[str, Any]) -> None:
     if bad:
         what = ", ".join(f"{name} ({n} value(s))" for name, n in bad.items())
         raise _NonFiniteError(f"non-finite values in the selected events' {what}")
-
-
-def _int_like(template: ak.Array, value: int) -> ak.Array:
-    """An int32 array shaped like ``template`` filled with ``value`` (for absent branches)."""
-    return ak.values_astype(ak.zeros_like(template), np.int32) + np.int32(value)
 
 
 class _ReadError(Exception):

@@ -6,14 +6,14 @@ nothing (the ``process`` command writes ``histograms.root``, ``cutflow.json`` an
 Selection (config ``selection:``): events whose jets all have finite kinematics and whose
 weight is finite; jets with ``jet_pt_min <= pT <= jet_pt_max``, ``|eta| < jet_abs_eta_max`` and
 ``jetId >= jet_id_min``; events with exactly ``n_jets`` selected jets. m_jj is the mass of the
-sum of the selected jets' four-vectors (``vector`` Lorentz vectors; rapidities from coffea's
-Lorentz-vector behaviour). The cutflow (coffea ``PackedSelection``) counts events whose jets'
-pt, eta, phi, mass and the event weight are all finite (``finite``: an event with a NaN or
-infinite value anywhere in them is dropped whole, never half-selected), then those with at
-least ``n_jets`` jets passing the pT cut, then pT and eta, then pT, eta and jet id, and finally
-exactly ``n_jets`` selected jets. A selected event whose other output columns (rapidity, PF
-candidates) are not finite makes the file a ``non_finite`` problem: no NaN reaches a
-histogram, the Parquet output or a model.
+sum of the selected jets' four-vectors (coffea's Lorentz-vector behaviour on contiguous columns,
+so that its last bit does not depend on memory layout; rapidities likewise). The cutflow (coffea
+``PackedSelection``) counts events whose jets' pt, eta, phi, mass and the event weight are all
+finite (``finite``: an event with a NaN or infinite value anywhere in them is dropped whole,
+never half-selected), then those with at least ``n_jets`` jets passing the pT cut, then pT and
+eta, then pT, eta and jet id, and finally exactly ``n_jets`` selected jets. A selected event
+whose other output columns (rapidity, PF candidates) are not finite makes the file a
+``non_finite`` problem: no NaN reaches a histogram, the Parquet output or a model.
 
 Inputs: any NanoAOD with ``Jet_pt/eta/phi/mass`` (generated files and CMS NanoAOD alike).
 ``Jet_jetId`` is needed only when ``jet_id_min > 0``: a file without it is reported with the
@@ -47,19 +47,19 @@ import functools
 import operator
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import awkward as ak
 import hist
 import numpy as np
-import vector as vector_lib
 from coffea import processor
 from coffea.analysis_tools import PackedSelection
 from coffea.nanoevents.methods import vector
 
 from analysis.core.config import HistogramsConfig, SelectionConfig
-from processors.substructure import tau21
+from processors.substructure import tau21_flat
 
 # coffea's schema warns, once per file, about collections that real NanoAOD files reference but
 # do not store and about photon branches it overrides; neither concerns the dijet selection.
@@ -112,25 +112,15 @@ class DijetProcessor(processor.ProcessorABC):
 
     def empty_columns(self, dataset: str, constituents: bool = True) -> ak.Array:
         """Typed zero-length columnar output (for datasets without any events)."""
-        none = np.zeros(0, np.int64)
-
-        def jagged(dtype: type, depth: int = 1) -> ak.Array:
-            out = ak.Array(np.zeros(0, dtype))
-            for _ in range(depth):
-                out = ak.unflatten(out, none)
-            return out
-
-        kin = {name: jagged(np.float64) for name in ("pt", "eta", "phi", "mass")}
-        data = {
-            "jets": ak.zip(kin, with_name="PtEtaPhiMLorentzVector", behavior=vector.behavior),
-            "jetId": jagged(np.int32), "partonFlavour": jagged(np.int32), "rapidity": jagged(np.float32),
-            "weight": np.zeros(0), "event": np.zeros(0, np.uint64),
-        }  # fmt: skip
-        pf = {name: jagged(np.float32, 2) for name in ("pt", "eta", "phi", "mass")}
-        empty_pf = ak.zip(
-            {**pf, "pdgId": jagged(np.int32, 2)}, with_name="PtEtaPhiMLorentzVector", behavior=vector.behavior
-        )
-        reader = (lambda keep, jet_mask: empty_pf) if constituents else None
+        float64, int32 = np.zeros(0), np.zeros(0, np.int32)
+        data = _Jets(
+            offsets=np.zeros(1, np.int64), pt=float64, eta=float64, phi=float64, mass=float64,
+            weight=float64, jet_id=int32, parton_flavour=int32, rapidity=np.zeros(0, np.float32),
+            event=np.zeros(0, np.uint64),
+        )  # fmt: skip
+        float32 = np.zeros(0, np.float32)
+        empty_pf = {"pt": float32, "eta": float32, "phi": float32, "mass": float32, "pdgId": int32}
+        reader = (lambda jets, jet_event: (empty_pf, np.zeros(0, np.int64))) if constituents else None
         return self._select_and_fill(data, dataset, 0, reader)["columns"][0][1]
 
     def process(self, events: ak.Array) -> dict[str, Any]:
@@ -167,82 +157,99 @@ class DijetProcessor(processor.ProcessorABC):
         return accumulator
 
     # -- reading -------------------------------------------------------------------------
-    def _read(self, events: ak.Array) -> dict[str, ak.Array]:
+    def _read(self, events: ak.Array) -> _Jets:
         """Materialise the jet columns the selection and the output need."""
         try:
             return self._read_jets(events)
         except Exception as exc:
             raise _ReadError from exc
 
-    def _read_constituents(self, events: ak.Array, keep: np.ndarray, jet_mask: ak.Array) -> ak.Array:
-        """The selected jets' PF candidates (``events.Jet.constituents.pf``), as Lorentz vectors.
+    def _read_constituents(
+        self, events: ak.Array, jets: np.ndarray, jet_event: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The PF candidates (pt, eta, phi, mass, pdgId) of the chunk's jets ``jets`` (flat
+        indices, in order; ``jet_event``: their events), flat, and their number per jet.
 
-        The cross-reference is built for the selected events only: most of the cost of the
-        columnar output is this indexing, and few events pass the selection. The jet ->
-        JetPFCands step is coffea's (``Jet.constituents``); the JetPFCands -> PFCands step takes
-        the candidates with the links' per-event index (``pFCandsIdx``) from the selected
-        events' ``PFCands`` (jagged awkward indexing): the same candidates as coffea's ``.pf``,
-        whose global index (``local2global`` over every event of the chunk) and option-typed
-        take cost ~2x more here. As there, a link outside the event's candidates is dropped.
+        The candidates of ``events.Jet.constituents.pf`` (coffea's PFNano schema), taken from
+        the flat buffers with numpy, for the selected jets only (few events pass the selection;
+        coffea's awkward cross-reference over the chunk cost as much as reading the file). As
+        there, jet j's links are the ``Jet_nConstituents[j]`` rows of ``JetPFCands`` that follow
+        those of the chunk's earlier jets (coffea's ``counts2nestedindex``; the counts must add
+        up to the links), each link's ``pFCandsIdx`` indexes the candidates of the jet's event,
+        and a link outside them is dropped.
         """
         try:
-            selected = events[keep]
-            link = selected.Jet[jet_mask].constituents.pFCandsIdx  # [event][jet][constituent]
-            cands = selected.PFCands
-            link = link[(link >= 0) & (link < ak.num(cands, axis=1))]
-            per_jet = ak.flatten(ak.num(link, axis=2), axis=None)
-            flat = ak.flatten(link, axis=2)  # [event][constituents of its selected jets]
-            return ak.zip(
-                {name: ak.unflatten(ak.materialize(cands[name])[flat], per_jet, axis=1)
-                 for name in ("pt", "eta", "phi", "mass", "pdgId")},
-                with_name="PtEtaPhiMLorentzVector", behavior=vector.behavior,
-            )  # fmt: skip
+            n_const = _values(events.Jet["nConstituents"]).astype(np.int64)
+            link = _values(events.JetPFCands["pFCandsIdx"]).astype(np.int64)
+            if n_const.sum() != len(link):
+                raise ValueError(
+                    f"Jet_nConstituents add up to {n_const.sum()} but there are {len(link)} JetPFCands"
+                )
+            cands = events.PFCands
+            cand_offsets, pt = _flat(cands["pt"])
+            # the selected jets' rows of JetPFCands, jet by jet
+            first = np.cumsum(n_const) - n_const
+            per_jet = n_const[jets]
+            rows = np.arange(per_jet.sum()) + np.repeat(first[jets] - (np.cumsum(per_jet) - per_jet), per_jet)
+            event = np.repeat(jet_event, per_jet)
+            link = link[rows]
+            n_cands = np.diff(cand_offsets)[event]
+            ok = (link >= 0) & (link < n_cands)
+            if not ok.all():
+                owner = np.repeat(np.arange(len(jets)), per_jet)
+                per_jet = np.bincount(owner[ok], minlength=len(jets))
+                link, event = link[ok], event[ok]
+            index = cand_offsets[event] + link
+            pf = {"pt": pt[index]} | {name: _values(cands[name])[index] for name in ("eta", "phi", "mass", "pdgId")}
+            return pf, per_jet
         except Exception as exc:
             raise _ReadError from exc
 
-    def _read_jets(self, events: ak.Array) -> dict[str, ak.Array]:
+    def _read_jets(self, events: ak.Array) -> _Jets:
         """Jet four-vectors (float64: m_jj must not depend on the file's float precision), the
         weight and the jet id when cut on; for the columnar output also rapidity, flavour, event."""
         jets = events.Jet
         fields = set(jets.fields)
         n = len(events)
-        kin = ak.zip(
-            {name: ak.values_astype(ak.materialize(jets[name]), np.float64) for name in ("pt", "eta", "phi", "mass")},
-            with_name="PtEtaPhiMLorentzVector", behavior=vector.behavior,
+        offsets, pt = _flat(jets["pt"])
+        kin = {"pt": pt.astype(np.float64)}
+        kin |= {name: _values(jets[name]).astype(np.float64) for name in ("eta", "phi", "mass")}
+        data = _Jets(
+            offsets=offsets, **kin,
+            weight=ak.to_numpy(ak.materialize(events.genWeight)) if "genWeight" in events.fields else np.ones(n),
         )  # fmt: skip
-        data = {
-            "jets": kin,
-            "weight": ak.materialize(events.genWeight) if "genWeight" in events.fields else np.ones(n),
-        }
         if self.selection.jet_id_min > 0 or self.columnar:
-            data["jetId"] = ak.materialize(jets.jetId) if "jetId" in fields else _int_like(kin.pt, -1)
+            data.jet_id = _values(jets["jetId"]) if "jetId" in fields else np.full(len(kin["pt"]), -1, np.int32)
         if self.columnar:
-            data["partonFlavour"] = (
-                ak.materialize(jets.partonFlavour) if "partonFlavour" in fields else _int_like(kin.pt, 0)
+            data.parton_flavour = (
+                _values(jets["partonFlavour"]) if "partonFlavour" in fields else np.zeros(len(kin["pt"]), np.int32)
             )
-            data["rapidity"] = ak.materialize(jets["rapidity"]) if "rapidity" in fields else kin.rapidity
-            data["event"] = ak.materialize(events.event) if "event" in events.fields else np.arange(n)
+            data.rapidity = _values(jets["rapidity"]) if "rapidity" in fields else _p4(kin).rapidity.to_numpy()
+            data.event = ak.to_numpy(ak.materialize(events.event)) if "event" in events.fields else np.arange(n)
         return data
 
     # -- selection and filling -----------------------------------------------------------
     def _select_and_fill(
-        self, data: dict[str, ak.Array], dataset: str, entrystart: int,
-        constituents: Callable[[np.ndarray, ak.Array], ak.Array] | None,
+        self, data: _Jets, dataset: str, entrystart: int,
+        constituents: Callable[[np.ndarray, np.ndarray], tuple[dict[str, np.ndarray], np.ndarray]] | None,
     ) -> dict[str, Any]:  # fmt: skip
-        """Cutflow, m_jj histograms and (``columnar``) the selected events' columns."""
+        """Cutflow, m_jj histograms and (``columnar``) the selected events' columns.
+
+        numpy on the flat jet arrays (per-event counts from cumulative sums over the jet
+        offsets): the same cuts and values as on awkward's jagged arrays, without their
+        per-operation broadcasting."""
         s = self.selection
-        jets = data["jets"]
-        pt, eta = jets["pt"], jets["eta"]  # plain fields (faster than the behaviour's properties)
-        finite = _finite_events(jets, data["weight"])
+        offsets, pt, eta = data.offsets, data.pt, data.eta
+        finite = _finite_events(data)
         pt_ok = (pt >= s.jet_pt_min) & (pt <= s.jet_pt_max)
         eta_ok = pt_ok & (abs(eta) < s.jet_abs_eta_max)
-        good = eta_ok & (data["jetId"] >= s.jet_id_min) if s.jet_id_min > 0 else eta_ok
+        good = eta_ok & (data.jet_id >= s.jet_id_min) if s.jet_id_min > 0 else eta_ok
         n = s.n_jets
-        n_good = ak.to_numpy(ak.sum(good, axis=1))
+        n_good = _per_event(good, offsets)
         cuts = PackedSelection()
         cuts.add("finite", finite)
-        cuts.add("jet_pt", ak.to_numpy(ak.sum(pt_ok, axis=1)) >= n)
-        cuts.add("jet_eta", ak.to_numpy(ak.sum(eta_ok, axis=1)) >= n)
+        cuts.add("jet_pt", _per_event(pt_ok, offsets) >= n)
+        cuts.add("jet_eta", _per_event(eta_ok, offsets) >= n)
         cuts.add("jet_id", n_good >= n)
         cuts.add("n_jets", n_good == n)
         flow = cuts.cutflow(*CUTS).result()
@@ -252,14 +259,15 @@ class DijetProcessor(processor.ProcessorABC):
         }
 
         keep = cuts.all(*CUTS)
-        jet_mask = good[keep]
-        selected = jets[keep][jet_mask]
-        # every kept event has exactly n selected jets: add their Lorentz vectors (vector, numpy backend)
-        p4 = vector_lib.array(
-            {k: ak.to_numpy(ak.flatten(selected[k])).reshape(-1, n) for k in ("pt", "eta", "phi", "mass")}
-        )
-        mjj = np.ascontiguousarray(functools.reduce(operator.add, (p4[:, i] for i in range(n))).mass, np.float64)
-        weight = ak.to_numpy(data["weight"][keep]).astype(np.float64)
+        # the selected jets (flat indices, event by event): every kept event has exactly n
+        jets = np.flatnonzero(good & np.repeat(keep, np.diff(offsets)))
+        kin = {k: getattr(data, k)[jets] for k in ("pt", "eta", "phi", "mass")}
+        # add their Lorentz vectors, the i-th selected jets of all events at a time; contiguous
+        # columns: on vector's strided numpy records the last bit of m_jj depended on where the
+        # allocator placed them (so on the executor and the code run before)
+        p4 = [_p4({k: np.ascontiguousarray(v.reshape(-1, n)[:, i]) for k, v in kin.items()}) for i in range(n)]
+        mjj = np.ascontiguousarray(ak.to_numpy(functools.reduce(operator.add, p4).mass), np.float64)
+        weight = np.asarray(data.weight[keep]).astype(np.float64)
         _check_finite({"mjj": mjj})  # finite four-vectors can still overflow (mass 1e308)
 
         result = self.empty_result()
@@ -268,51 +276,106 @@ class DijetProcessor(processor.ProcessorABC):
         result["mjj_bins"].fill(mjj=mjj, weight=weight)
         if self.columnar:
             jet_cols = {
-                "pt": selected["pt"], "eta": selected["eta"], "phi": selected["phi"], "mass": selected["mass"],
-                "rapidity": data["rapidity"][keep][jet_mask],
-                "partonFlavour": data["partonFlavour"][keep][jet_mask],
-                "jetId": data["jetId"][keep][jet_mask],
+                **kin, "rapidity": data.rapidity[jets], "partonFlavour": data.parton_flavour[jets],
+                "jetId": data.jet_id[jets],
             }  # fmt: skip
+            outputs: dict[str, np.ndarray] = {"jets.rapidity": jet_cols["rapidity"]}
             if constituents is not None:
-                pf = constituents(keep, jet_mask)
-                # cross-references are option-typed; links of a valid file always resolve
-                jet_cols["constituents"] = ak.zip(
-                    {
-                        name: ak.drop_none(pf[name] if name != "rapidity" else pf.rapidity)
-                        for name in CONSTITUENT_FIELDS
-                    },
-                    depth_limit=3,
-                )
-                jet_cols["tau21"] = tau21(*(ak.drop_none(pf[name]) for name in ("pt", "eta", "phi", "mass")))
-            else:
-                jet_cols["tau21"] = ak.full_like(selected["pt"], NO_TAU21, dtype=np.float64)
-            outputs = {"jets.rapidity": jet_cols["rapidity"]}
-            if "constituents" in jet_cols:
-                pf_cols = jet_cols["constituents"]
+                pf, per_jet = constituents(jets, np.repeat(np.flatnonzero(keep), n))
+                pf_cols = {"pt": pf["pt"], "rapidity": _p4(pf).rapidity.to_numpy(), "phi": pf["phi"],
+                           "pdgId": pf["pdgId"]}  # fmt: skip
+                tau21 = tau21_flat(pf["pt"], pf["eta"], pf["phi"], pf["mass"], per_jet)
                 outputs |= {f"jets.constituents.{k}": pf_cols[k] for k in ("pt", "rapidity", "phi")}
-                outputs["jets.tau21"] = jet_cols["tau21"]  # a NaN PF mass reaches only tau21
+                outputs["jets.tau21"] = tau21  # a NaN PF mass reaches only tau21
+                jet_cols["constituents"] = _jagged(_counts_to_offsets(per_jet), _record(pf_cols))
+            else:
+                tau21 = np.full(len(jets), NO_TAU21)
+            jet_cols["tau21"] = tau21
             _check_finite(outputs)
-            columns = ak.zip(
-                {
-                    "dataset": string_column(dataset, len(mjj)),
-                    "event": ak.to_numpy(data["event"][keep]),
-                    "mjj": mjj,
-                    "weight": weight,
-                    "jets": ak.without_parameters(ak.zip(jet_cols, depth_limit=2)),
-                },
-                depth_limit=1,
+            jet_offsets = np.arange(len(mjj) + 1, dtype=np.int64) * n
+            columns = ak.contents.RecordArray(
+                [
+                    string_column(dataset, len(mjj)).layout,
+                    ak.contents.NumpyArray(np.asarray(data.event[keep])),
+                    ak.contents.NumpyArray(mjj),
+                    ak.contents.NumpyArray(weight),
+                    _jagged(jet_offsets, _record(jet_cols)),
+                ],
+                ["dataset", "event", "mjj", "weight", "jets"],
+                length=len(mjj),
             )
             # plain layout: no coffea/vector behaviours (they do not pickle between processes)
-            result["columns"] = [(int(entrystart), ak.Array(columns.layout))]
+            result["columns"] = [(int(entrystart), ak.Array(columns))]
         return result
 
 
-def _finite_events(jets: ak.Array, weight: ak.Array | np.ndarray) -> np.ndarray:
+@dataclass
+class _Jets:
+    """A chunk's jets as flat numpy arrays (jet j of event i at ``offsets[i] + j``) and its
+    per-event columns; the columns not needed by the configuration are ``None``."""
+
+    offsets: np.ndarray  # int64, one more than events, from 0
+    pt: np.ndarray  # float64
+    eta: np.ndarray
+    phi: np.ndarray
+    mass: np.ndarray
+    weight: np.ndarray  # per event, the file's dtype
+    jet_id: np.ndarray | None = None
+    parton_flavour: np.ndarray | None = None
+    rapidity: np.ndarray | None = None
+    event: np.ndarray | None = None
+
+
+def _flat(jagged: ak.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets from 0, values) of a jagged ``[event][item]`` numeric array, materialised: its
+    own buffers when it is a plain list of numbers (as read), else flattened by awkward."""
+    layout = ak.to_layout(ak.materialize(jagged))
+    if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.NumpyArray):
+        offsets = np.asarray(layout.offsets.data).astype(np.int64)
+        values = np.asarray(layout.content.data)[offsets[0] : offsets[-1]]
+        return offsets - offsets[0], values
+    return _counts_to_offsets(ak.to_numpy(ak.num(layout, axis=1))), ak.to_numpy(ak.flatten(layout, axis=1))
+
+
+def _values(jagged: ak.Array) -> np.ndarray:
+    """The flat values of a jagged ``[event][item]`` numeric array (materialised)."""
+    return _flat(jagged)[1]
+
+
+def _counts_to_offsets(counts: np.ndarray) -> np.ndarray:
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets
+
+
+def _per_event(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Per event, the number of its items (flat, at ``offsets``) where ``mask`` is true."""
+    total = np.zeros(len(mask) + 1, dtype=np.int64)
+    np.cumsum(mask, out=total[1:])
+    return total[offsets[1:]] - total[offsets[:-1]]
+
+
+def _p4(kin: dict[str, np.ndarray]) -> ak.Array:
+    """Flat pt, eta, phi, mass as coffea Lorentz vectors (for their behaviours, e.g. rapidity)."""
+    return ak.zip(
+        {k: kin[k] for k in ("pt", "eta", "phi", "mass")}, with_name="PtEtaPhiMLorentzVector", behavior=vector.behavior
+    )
+
+
+def _record(columns: dict[str, Any]) -> ak.contents.RecordArray:
+    """A record layout of equal-length columns (numpy arrays or layouts)."""
+    contents = [c if isinstance(c, ak.contents.Content) else ak.contents.NumpyArray(c) for c in columns.values()]
+    return ak.contents.RecordArray(contents, list(columns))
+
+
+def _jagged(offsets: np.ndarray, content: ak.contents.Content) -> ak.contents.ListOffsetArray:
+    return ak.contents.ListOffsetArray(ak.index.Index64(offsets), content)
+
+
+def _finite_events(data: _Jets) -> np.ndarray:
     """Per event: every jet's pt, eta, phi and mass and the weight are finite numbers."""
-    ok = np.isfinite(ak.to_numpy(weight).astype(np.float64))
-    for name in ("pt", "eta", "phi", "mass"):
-        ok &= ak.to_numpy(ak.all(np.isfinite(jets[name]), axis=1))
-    return ok
+    finite_jet = np.isfinite(data.pt) & np.isfinite(data.eta) & np.isfinite(data.phi) & np.isfinite(data.mass)
+    return np.isfinite(np.asarray(data.weight).astype(np.float64)) & (_per_event(~finite_jet, data.offsets) == 0)
 
 
 class _NonFiniteError(Exception):
@@ -332,11 +395,6 @@ def _check_finite(columns: dict[str, Any]) -> None:
     if bad:
         what = ", ".join(f"{name} ({n} value(s))" for name, n in bad.items())
         raise _NonFiniteError(f"non-finite values in the selected events' {what}")
-
-
-def _int_like(template: ak.Array, value: int) -> ak.Array:
-    """An int32 array shaped like ``template`` filled with ``value`` (for absent branches)."""
-    return ak.values_astype(ak.zeros_like(template), np.int32) + np.int32(value)
 
 
 class _ReadError(Exception):

@@ -46,18 +46,23 @@ def tau21(pt: ak.Array, eta: ak.Array, phi: ak.Array, mass: ak.Array) -> ak.Arra
         jets_pt, jets_eta, jets_phi, jets_mass = (
             ak.flatten(a, axis=1) for a in (jets_pt, jets_eta, jets_phi, jets_mass)
         )
-    counts = ak.to_numpy(ak.num(jets_pt, axis=1)).astype(np.int64)
-    flat = [
-        np.asarray(ak.to_numpy(ak.flatten(a, axis=None)), dtype=np.float64)
-        for a in (jets_pt, jets_eta, jets_phi, jets_mass)
-    ]
-    tau1, tau2 = nsubjettiness(*flat, counts)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(tau1 > 0, tau2 / np.where(tau1 > 0, tau1, 1.0), 0.0)
-    out: ak.Array = ak.Array(ratio)
+    counts = ak.to_numpy(ak.num(jets_pt, axis=1))
+    flat = [ak.to_numpy(ak.flatten(a, axis=None)) for a in (jets_pt, jets_eta, jets_phi, jets_mass)]
+    out: ak.Array = ak.Array(tau21_flat(*flat, counts))
     for level in range(depth - 2, 0, -1):  # back to the input's outer structure
         out = ak.unflatten(out, _num_at(pt, level))
     return out
+
+
+def tau21_flat(
+    pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, mass: np.ndarray, counts: np.ndarray
+) -> np.ndarray:
+    """tau_2 / tau_1 per jet (float64) from flat constituent arrays, ``counts[j]`` constituents
+    of jet j: :func:`tau21` without the awkward structure, for callers that hold flat buffers."""
+    flat = [np.asarray(a, dtype=np.float64) for a in (pt, eta, phi, mass)]
+    tau1, tau2 = nsubjettiness(*flat, np.asarray(counts).astype(np.int64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(tau1 > 0, tau2 / np.where(tau1 > 0, tau1, 1.0), 0.0)
 
 
 def _num_at(array: ak.Array, level: int) -> np.ndarray:
@@ -130,12 +135,14 @@ def exclusive_kt_axes(
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="dcut and exclusive jets")
             for n in ns:
-                axes = seq.exclusive_jets_up_to(n)
+                # [jet][axis] records: read the flat buffers (offsets from 0, as fastjet makes them)
+                axes = seq.exclusive_jets_up_to(n).layout
+                offsets = np.asarray(axes.offsets.data).astype(np.int64)
                 ax = {
-                    c: ak.to_numpy(ak.flatten(axes[c], axis=1)).astype(np.float64)
+                    c: np.asarray(axes.content[c].data[offsets[0] : offsets[-1]]).astype(np.float64)
                     for c in ("px", "py", "pz", "E")
                 }
-                n_axes = ak.to_numpy(ak.num(axes, axis=1)).astype(np.int64)
+                n_axes = np.diff(offsets)
                 out.append((n_axes, _rapidity(ax["E"], ax["pz"]), np.arctan2(ax["py"], ax["px"])))
     finally:
         warnings.formatwarning = saved

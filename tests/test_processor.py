@@ -464,6 +464,61 @@ def test_constituents_of_generated_jets(gen_processed, gen_fileset) -> None:
     assert ak.all(cols.jets.constituents.pt > 0)
 
 
+def rewrite_links(src: str, dst: Path, bad_links: int = 0, extra_constituent: bool = False) -> None:
+    """A copy of a generated file with ``bad_links`` JetPFCands links pointing outside their
+    event's PF candidates (half -1, half 10**5), or one jet's nConstituents one too many."""
+    with uproot.open(src) as fh:
+        a = fh["Events"].arrays()
+
+    def coll(prefix: str) -> ak.Array:
+        return ak.zip({f[len(prefix) + 1 :]: a[f] for f in a.fields if f.startswith(prefix + "_")})
+
+    jets, links = coll("Jet"), coll("JetPFCands")
+    idx = ak.to_numpy(ak.flatten(links.pFCandsIdx)).copy()
+    bad = np.random.default_rng(5).choice(len(idx), bad_links, replace=False)
+    idx[bad[: bad_links // 2]], idx[bad[bad_links // 2 :]] = -1, 100_000
+    links = ak.with_field(links, ak.unflatten(idx, ak.num(links)), "pFCandsIdx")
+    if extra_constituent:
+        counts = ak.to_numpy(ak.flatten(jets.nConstituents)).copy()
+        counts[10] += 1
+        jets = ak.with_field(jets, ak.unflatten(counts, ak.num(jets)), "nConstituents")
+    data = {"Jet": jets, "PFCands": coll("PFCands"), "JetPFCands": links,
+            **{k: a[k] for k in ("run", "luminosityBlock", "event", "genWeight")}}  # fmt: skip
+    with uproot.recreate(dst) as fh:
+        fh.mktree("Events", {k: v.type for k, v in data.items()})
+        fh["Events"].extend(data)
+
+
+def test_constituent_links_outside_the_candidates_are_dropped(gen_fileset, tmp_path: Path) -> None:
+    """As coffea's ``Jet.constituents.pf``: a link outside its event's PF candidates is dropped
+    (the jet keeps the others); nConstituents that do not add up to the links: unreadable."""
+    src = next(iter(gen_fileset["qcd"]["files"]))
+    path = tmp_path / "bad_links.root"
+    rewrite_links(src, path, bad_links=4000)
+    cfg = config(injection={"kind": "none"})
+    res = process_fileset({"qcd": [str(path)]}, tmp_path / "out", cfg, executor="iterative", quiet=True)
+    cols = ak.from_parquet(res.events["qcd"])
+    with uproot.open(path) as fh:
+        a = fh["Events"].arrays(["event", "Jet_pt", "JetPFCands_jetIdx", "JetPFCands_pFCandsIdx", "PFCands_pt"])
+    by_event = {ev: i for i, ev in enumerate(a.event.tolist())}
+    dropped = 0
+    for ev, jets in zip(cols.event.tolist(), cols.jets.tolist(), strict=True):
+        i = by_event[ev]
+        pts, n_cands = a.Jet_pt[i].tolist(), len(a.PFCands_pt[i])
+        for jet in jets:
+            j = pts.index(next(p for p in pts if abs(p - jet["pt"]) < 1e-6 * jet["pt"]))
+            links = [c for jet_idx, c in zip(a.JetPFCands_jetIdx[i].tolist(), a.JetPFCands_pFCandsIdx[i].tolist(),
+                                             strict=True) if jet_idx == j]  # fmt: skip
+            valid = [c for c in links if 0 <= c < n_cands]
+            dropped += len(links) - len(valid)
+            assert [c["pt"] for c in jet["constituents"]] == [float(a.PFCands_pt[i][c]) for c in valid]
+    assert dropped > 0
+    rewrite_links(src, tmp_path / "bad_counts.root", extra_constituent=True)
+    with pytest.raises(InputError, match=r"bad_counts\.root: unreadable .*nConstituents"):
+        process_fileset({"qcd": [str(tmp_path / "bad_counts.root")]}, tmp_path / "out2", cfg,
+                        executor="iterative", quiet=True)  # fmt: skip
+
+
 def test_constituents_of_pfnano_jets(tmp_path: Path) -> None:
     path = str(nanoaod("pfnano.root"))
     sel = {**LOOSE, "jet_pt_min": 30.0}

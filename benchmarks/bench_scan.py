@@ -15,10 +15,13 @@ as ``run_scan`` runs them:
 ``run_on_devices`` over ``training_devices()``, i.e. one training at a time per device in a
 worker thread that reuses its compiled model. On a CPU-only machine without ``--cpu-devices``
 that is one device: one training at a time, using every core through TensorFlow's thread pool.
-The first training of the thread (tracing, model build) is timed but kept out of the
-per-training time (the scan pays it once per device); ``--repeats`` further trainings (one
-per kept bin pair, or 2 with ``--quick``), cycling over the pairs of different samples, give the
-per-training time (their mean; by default every kept pair is timed once: the scan's mix).
+The first training of each device's thread (tracing, model build) is timed but kept out of the
+per-training time (the scan pays it once per device); ``--repeats`` further trainings (by
+default one per kept bin pair and device, or 2 per device with ``--quick``), cycling over the
+pairs of different samples, give the per-training time (their mean: the scan's mix of pairs).
+The floor: ``flop_per_training`` (Phi's floating-point operations, forward and backward on the
+training jets, forward on the validation jets, every epoch) at ``matmul_flop_per_s``, the rate
+TensorFlow reaches on Phi's two largest layers alone.
 trainings/hour = devices x 3600 / that time; the projection is (first - per-training, the
 one-off tracing) + N / devices x per-training seconds.
 
@@ -42,6 +45,7 @@ results/benchmarks/bench_scan.json.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -89,6 +93,38 @@ def repeated(pool: object, times: int) -> object:
     return EventPool(pool.mjj[events], jets, offsets, pool.particle_ids)
 
 
+def flop_floor(runs: list, setup: object, jets: object, scale: float) -> dict[str, float]:
+    """What the trainings cost in floating-point operations, and the fastest this machine does them.
+
+    Phi (the per-particle network) is nearly all of a PFN's work: per constituent and epoch one
+    forward and two backward products (input and weight gradients) for every training jet, one
+    forward for every validation jet. ``matmul_flop_per_s``: TensorFlow's rate on Phi's two largest
+    dense layers for a batch of the scan's size (one batch of 500 jets), forward only, on every core.
+    """
+    import tensorflow as tf
+
+    sizes = [4, *setup.settings.phi_sizes]
+    macs = sum(a * b for a, b in itertools.pairwise(sizes))
+    per_jet = float(jets.counts.mean())
+    epochs = setup.settings.epochs
+    flop = [2 * macs * per_jet * epochs * (3 * r["n_train"] + r["n_val"]) * scale for _, r, _ in runs]
+    n = int(setup.settings.batch_size * per_jet)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.random((n, sizes[-3]), dtype=np.float32))
+    w1 = tf.constant(rng.random((sizes[-3], sizes[-2]), dtype=np.float32))
+    w2 = tf.constant(rng.random((sizes[-2], sizes[-1]), dtype=np.float32))
+    layers = tf.function(lambda x: tf.reduce_sum(tf.nn.relu(tf.nn.relu(x @ w1) @ w2)))
+    layers(x)
+    best = math.inf
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(20):
+            layers(x)
+        best = min(best, (time.perf_counter() - start) / 20)
+    rate = 2 * n * (sizes[-3] * sizes[-2] + sizes[-2] * sizes[-1]) / best
+    return {"flop_per_training": float(np.mean(flop)), "matmul_flop_per_s": rate}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=Path, default=REPO / "results" / "default" / "process",
@@ -131,10 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     inputs = ScanInputs(repeated(inputs.background, copies), None, "none", None, inputs.fingerprint)
     setup = setup_from_config(cfg, inputs, 0, sizes=[size], n_samples=1, epochs=epochs)
     pairs = kept_pairs(setup, inputs, size, lambda message: print(f"warning: {message}", file=sys.stderr))
-    repeats = max(1, args.repeats or (2 if args.quick else len(pairs)))
-    # first (not in the mean): the pair with the fewest validation jets; then the pairs in turn
-    tasks = [Task(size, 0, pairs[-1])] + [Task(size, 1 + k, pairs[k % len(pairs)]) for k in range(repeats)]
     devices = training_devices()
+    n_dev = len(devices)
+    repeats = max(1, args.repeats or (2 if args.quick else len(pairs)) * n_dev)
+    # first, one per device (not in the mean: each device thread traces its model once), then the pairs in turn
+    tasks = [Task(size, k, pairs[-1]) for k in range(n_dev)]
+    tasks += [Task(size, n_dev + k, pairs[k % len(pairs)]) for k in range(repeats)]
 
     def timed(task: Task) -> tuple[dict, float]:
         start = time.perf_counter()
@@ -142,12 +180,14 @@ def main(argv: list[str] | None = None) -> int:
         return record, time.perf_counter() - start
 
     load_before = os.getloadavg()[0]
+    wall = time.perf_counter()
     runs = sorted(((t, *r) for t, r, _ in run_on_devices(tasks, timed, devices)), key=lambda r: r[0].sample)
+    wall = time.perf_counter() - wall
     seconds = [s for _, _, s in runs]
-    first, steady = seconds[0], float(np.mean(seconds[1:]))  # one device: the first pays the tracing
+    first, steady = float(np.mean(seconds[:n_dev])), float(np.mean(seconds[n_dev:]))
     per_training = steady * scale
-    n_dev = len(devices)
     projected_s = max(0.0, first - steady) + args.trainings / n_dev * per_training  # tracing once, unscaled
+    floor = flop_floor(runs, setup, inputs.background.jets, scale)
     value = projected_s / 60
     records = [r for _, r, _ in runs]
     jets = inputs.background.jets
@@ -158,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         "target": f"value <= {TARGET_MIN:g} min (ratio >= {BASELINE_MIN / TARGET_MIN:g})",
         "meets_target": bool(value <= TARGET_MIN),
         "trainings_per_hour": round(n_dev * 3600 / per_training, 1),
-        "training_s": round(per_training, 2), "first_training_s": round(first, 2),
+        "training_s": round(per_training, 2), "first_training_s": round(first, 2), "wall_s": round(wall, 1),
+        **floor, "floor_projection_min": round(args.trainings * floor["flop_per_training"] / floor["matmul_flop_per_s"] / 60, 1),
         "measured_training_s": [round(s, 2) for s in seconds], "scale": round(scale, 3),
         "projected_trainings": args.trainings,
         "assumes": (
@@ -167,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
             f"F (100,100,100)), every training costing the mean of the timed ones (no growth over the scan; the "
             f"reference's 70k/100k sizes scale train jets up by 1.4/2x in this project, not counted), run as "
             f"run_scan runs them: one at a time per device on {n_dev} device(s) ({', '.join(devices)}), "
-            f"the first paying tracing once; no I/O (event loading, checkpoints, plots) counted"
+            f"the first on each device paying tracing once; no I/O (event loading, checkpoints, plots) counted; "
+            f"floor_projection_min: the {args.trainings} trainings' Phi FLOPs at matmul_flop_per_s, the machine's "
+            f"rate on Phi's largest layers (a bound no training reaches: no F, optimiser or data work)"
             + (f"; quick: measured at {size} events and {epochs} epochs, times x {scale:.3g}" if args.quick else "")
         ),
         "devices": devices, "events_per_sample": size, "epochs": epochs,

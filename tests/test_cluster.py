@@ -1,5 +1,6 @@
-"""One Dask cluster for every heavy stage: the same outputs as the local run, through killed
-workers, and a lost scheduler that ends the run cleanly and is finished by ``--resume``."""
+"""One Dask cluster for every heavy stage: the same outputs as the local run, through workers
+killed during the generation and during the trainings, and a lost scheduler that ends the run
+cleanly and is finished by ``--resume``."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ DASK_STAGES = "generate,process,scan,cwola,autoencoders"
 def _config(work: Path, data: Path, out: Path, **changes: dict) -> Path:
     config = work / "config.yaml"
     generation = {**TINY_CHAIN["generation"], "data_dir": str(data), **changes.get("generation", {})}
-    config.write_text(json.dumps({**TINY_CHAIN, "generation": generation, "output": str(out)}))
+    injection = {**TINY_CHAIN["injection"], **changes.get("injection", {})}
+    config.write_text(json.dumps({**TINY_CHAIN, "generation": generation, "injection": injection, "output": str(out)}))
     return config
 
 
@@ -75,20 +77,19 @@ class Killer(threading.Thread):
                 time.sleep(0.05)
 
 
-def _physics(results: Path) -> dict[str, object]:
-    """What must not depend on where the stages ran: AUCs, p-values and crossings, cutflows,
-    spectra (the models' training times do)."""
+def _physics(results: Path, signal: str, datasets: tuple[str, ...]) -> dict[str, object]:
+    """What must not depend on where the stages ran: AUCs, the signal's p-values and crossings,
+    the datasets' cutflows and spectra (the models' training times do)."""
     from analysis.events.histograms import read_spectra
 
-    out: dict[str, object] = {}
-    for name in ("scan/auc_scan.json", "scan/sensitivity.json", "cwola/sensitivity.json"):
-        out[name] = (results / name).read_text()
-    ae = json.loads((results / "autoencoders/sensitivity.json").read_text())
-    out["autoencoders"] = json.dumps(_without(ae, "train_seconds"), sort_keys=True)
-    cutflow = json.loads((results / "process/cutflow.json").read_text())
-    out["cutflow"] = {name: d["cutflow"] for name, d in cutflow["datasets"].items()}
-    spectra = read_spectra(results / "process/histograms.root")
-    out["spectra"] = {name: h.values(flow=True).tolist() for name, h in spectra.named().items()}
+    out: dict[str, object] = {"scan": (results / "scan/auc_scan.json").read_text()}
+    for stage in ("scan", "cwola", "autoencoders"):
+        entries = json.loads((results / stage / signal / "sensitivity.json").read_text())
+        out[stage] = json.dumps(_without(entries, "train_seconds"), sort_keys=True)
+    cutflow = json.loads((results / "process/cutflow.json").read_text())["datasets"]
+    out["cutflow"] = {name: cutflow[name]["cutflow"] for name in datasets}
+    spectra = read_spectra(results / "process/histograms.root").named()
+    out["spectra"] = {name: h.values(flow=True).tolist() for name, h in spectra.items() if "wprime" not in name}
     return out
 
 
@@ -100,23 +101,57 @@ def _without(data: object, key: str) -> object:
     return data
 
 
+SMALL_GENERATION = {"qcd_events": 900, "xgg_events": 150, "wprime_events": 150, "events_per_file": 150}
+
+
+def test_a_worker_killed_during_generation_costs_only_its_files(tmp_path: Path) -> None:
+    """Generation on a LocalCluster of 2 workers, one killed (SIGKILL) once the first file is
+    written: the nanny restarts it, its files are made again, and every sample holds the events
+    of a local run, file for file."""
+    from tests.test_generation import _arrays
+
+    runs = {}
+    for where in ("dask", "local"):
+        work = tmp_path / where
+        work.mkdir()
+        config = _config(work, work / "data", work / "results", generation=SMALL_GENERATION)
+        options = ["--executor", "dask", "--workers", "2"] if where == "dask" else []
+        run = _start(["run", "--config", str(config), *options, "--stages", "generate", "-q"], work)
+        killer = Killer(run.pid, [(work / "data", "qcd_*/qcd_*.json", 1)]) if where == "dask" else None
+        if killer:
+            killer.start()
+        _, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stderr[-3000:]
+        if killer:
+            killer.join(timeout=5)
+            assert len(killer.killed) == 1 and killer.restarted == 1, (killer.killed, killer.restarted)
+        runs[where] = {path.parent.name: _arrays(path) for path in sorted((work / "data").glob("*/fileset.json"))}
+    assert sorted(runs["dask"]) == sorted(runs["local"]) == ["qcd_seed3", "wprime_m900_seed3", "xgg_m900_seed3"]
+    for sample, arrays in runs["local"].items():
+        assert sorted(runs["dask"][sample]) == sorted(arrays)
+        for branch, values in arrays.items():
+            np.testing.assert_array_equal(runs["dask"][sample][branch], values, err_msg=f"{sample} {branch}")
+
+
 @pytest.mark.slow
 def test_every_heavy_stage_on_two_dask_workers_survives_killed_workers(chain_results: Path, tmp_path: Path) -> None:
-    """Generation, processing, the PFN and CWoLa trainings and the autoencoders on a LocalCluster
-    of 2 workers, one worker killed during generation and one during the trainings: the outputs
-    are those of the local run (chain_results, same config and seed), and run.json says where
-    each stage ran."""
-    data, out = tmp_path / "data", tmp_path / "results"
-    config = _config(tmp_path, data, out)
+    """The chain's heavy stages on a LocalCluster of 2 workers, for the first of its two signals
+    (generation finds the local run's files: a killed generation is the test above), one worker
+    killed during the CWoLa trainings: the outputs are those of the local run (chain_results,
+    same config and seed) for that signal and its events, and run.json says where each stage ran."""
+    data, out = chain_results.parent / "data", tmp_path / "results"
+    config = _config(tmp_path, data, out, injection={"signals": ["xgg"]})
     run = _start(["run", "--config", str(config), "--executor", "dask", "--workers", "2",
                   "--stages", DASK_STAGES], tmp_path)  # fmt: skip
-    killer = Killer(run.pid, [(data, "*/qcd_*.json", 1), (out / "cwola", "**/checkpoints/*.json", 4)])
+    killer = Killer(run.pid, [(out / "cwola", "**/checkpoints/*.json", 4)])
     killer.start()
     _, stderr = run.communicate(timeout=900)
     killer.join(timeout=5)
     assert run.returncode == 0, stderr[-3000:]
-    assert len(killer.killed) == 2 and killer.restarted == 2, (killer.killed, killer.restarted)
-    mine, local = _physics(out), _physics(chain_results)
+    assert len(killer.killed) == 1 and killer.restarted == 1, (killer.killed, killer.restarted)
+    events = json.loads((out / "process/cutflow.json").read_text())["datasets"]
+    assert sorted(events) == ["qcd", "xgg_m900"], sorted(events)
+    mine, local = (_physics(results, "xgg", tuple(events)) for results in (out, chain_results))
     for name in local:
         assert mine[name] == local[name], f"{name} differs from the local run"
     stages = json.loads((out / "run.json").read_text())["stages"]
@@ -129,7 +164,7 @@ def test_a_lost_scheduler_ends_the_run_naming_it_and_resume_finishes(tmp_path: P
     from dask.distributed import LocalCluster
 
     data, out = tmp_path / "data", tmp_path / "results"
-    config = _config(tmp_path, data, out, generation={"qcd_events": 900, "xgg_events": 150, "wprime_events": 150, "events_per_file": 150})
+    config = _config(tmp_path, data, out, generation=SMALL_GENERATION)
     cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
     address = cluster.scheduler_address
     run = _start(["run", "--config", str(config), "--scheduler", address, "--stages", "generate", "-q"], tmp_path)
